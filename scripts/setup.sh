@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on a fresh Debian machine (run as root), and only
+# what is missing, so running it again is cheap. Set NBL_SETUP_SKIP=1 to skip entirely.
+set -eu
+[ -n "${NBL_SETUP_SKIP:-}" ] && exit 0
+cd "$(dirname "$0")/.."
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have gcc   || need+=(gcc)
+have make  || need+=(make)
+have ar    || need+=(binutils)
+have node  || need+=(nodejs)
+have npm   || need+=(npm)
+# libasan/libubsan come with gcc on Debian; checked by compiling a probe below.
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then echo "setup: missing ${need[*]}; run as root or install them" >&2; exit 1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi

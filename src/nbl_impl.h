@@ -1,0 +1,226 @@
+/* nbl_impl.h — internal interfaces shared by the library's files (never installed).
+ * Each section names the file that implements it. */
+#ifndef NBL_IMPL_H
+#define NBL_IMPL_H
+
+#include "nbl.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- util.c: errors, checked arithmetic, small helpers ----------------------------------- */
+
+/* Fills err (may be NULL) with code and a printf-style message; returns code. */
+nbl_status nbl_set_err(nbl_error *err, nbl_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static inline bool nbl_add_ovf(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_add_overflow(a, b, r); }
+static inline bool nbl_mul_ovf(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_mul_overflow(a, b, r); }
+
+/* Only for broken internal invariants (never for bad input). */
+#define NBL_ASSERT(x)                                                                        \
+    do {                                                                                     \
+        if (!(x)) nbl_assert_fail(__FILE__, __LINE__, #x);                                   \
+    } while (0)
+void nbl_assert_fail(const char *file, int line, const char *expr);
+
+/* ---- quant.c: tensor types (ggml ids), block layouts, scalar reference kernels ----------- */
+
+enum nbl_type {
+    NBL_TYPE_F32 = 0,
+    NBL_TYPE_F16 = 1,
+    NBL_TYPE_Q4_0 = 2,
+    NBL_TYPE_Q4_1 = 3,
+    NBL_TYPE_Q5_0 = 6,
+    NBL_TYPE_Q5_1 = 7,
+    NBL_TYPE_Q8_0 = 8,
+    NBL_TYPE_Q8_1 = 9,
+    NBL_TYPE_Q2_K = 10,
+    NBL_TYPE_Q3_K = 11,
+    NBL_TYPE_Q4_K = 12,
+    NBL_TYPE_Q5_K = 13,
+    NBL_TYPE_Q6_K = 14,
+    NBL_TYPE_Q8_K = 15,
+    NBL_TYPE_IQ4_NL = 20,
+    NBL_TYPE_BF16 = 30,
+    NBL_TYPE_COUNT = 40 /* ids >= this are not ggml types at all */
+};
+
+typedef struct nbl_type_traits {
+    const char *name;  /* "q4_0", "f16", ... as llama.cpp names them */
+    int32_t blck;      /* elements per block (1 for float types) */
+    int32_t type_size; /* bytes per block */
+    int32_t supported; /* 1: this engine can run weights of this type */
+} nbl_type_traits;
+
+/* NULL when type is not a known ggml type id (including removed ids). */
+const nbl_type_traits *nbl_type_traits_get(uint32_t type);
+/* Type id from a name ("q4_0", "Q4_K", "bf16"), case-insensitive; -1 if unknown. */
+int32_t nbl_type_from_name(const char *name);
+/* Bytes of a row of n elements; n must be a multiple of the block size. */
+uint64_t nbl_row_bytes(uint32_t type, int64_t n);
+
+float nbl_fp16_to_f32(uint16_t h);
+uint16_t nbl_f32_to_fp16(float f);
+float nbl_bf16_to_f32(uint16_t h);
+uint16_t nbl_f32_to_bf16(float f); /* round to nearest even, as ggml */
+
+/* Scalar references. n is a multiple of the type's block size; supported types only. */
+void nbl_dequant_row(uint32_t type, const void *src, float *dst, int64_t n);
+/* dot(dequant(w), x) accumulated in double, rounded to float: the reference for kernels. */
+float nbl_vec_dot_ref(uint32_t type, const void *w, const float *x, int64_t n);
+/* 1 when nbl_quant_row supports type. */
+int nbl_type_can_quantize(uint32_t type);
+/* Reference quantizer (round-to-nearest with the standard scale search of each format).
+ * imatrix (may be NULL): per-column importance weights, n of them, used to weight the error. */
+void nbl_quant_row(uint32_t type, const float *src, void *dst, int64_t n, const float *imatrix);
+
+/* ---- gguf.c: GGUF v2/v3 reader and writer ------------------------------------------------- */
+
+enum nbl_gguf_type {
+    NBL_GGUF_UINT8 = 0,
+    NBL_GGUF_INT8 = 1,
+    NBL_GGUF_UINT16 = 2,
+    NBL_GGUF_INT16 = 3,
+    NBL_GGUF_UINT32 = 4,
+    NBL_GGUF_INT32 = 5,
+    NBL_GGUF_FLOAT32 = 6,
+    NBL_GGUF_BOOL = 7,
+    NBL_GGUF_STRING = 8,
+    NBL_GGUF_ARRAY = 9,
+    NBL_GGUF_UINT64 = 10,
+    NBL_GGUF_INT64 = 11,
+    NBL_GGUF_FLOAT64 = 12,
+    NBL_GGUF_TYPE_COUNT = 13
+};
+
+/* A length-delimited string, not NUL-terminated, pointing into the file or writer memory. */
+typedef struct nbl_str {
+    const char *ptr;
+    uint64_t len;
+} nbl_str;
+
+int nbl_str_eq(nbl_str s, const char *cstr);
+
+typedef struct nbl_gguf_value nbl_gguf_value;
+struct nbl_gguf_value {
+    uint32_t type; /* enum nbl_gguf_type */
+    union {
+        uint64_t u64; /* unsigned integers and BOOL (0/1) */
+        int64_t i64;  /* signed integers */
+        double f64;   /* FLOAT32 and FLOAT64 */
+        nbl_str str;  /* STRING */
+        struct {
+            uint32_t type;         /* element type */
+            uint64_t n;            /* element count */
+            const uint8_t *raw;    /* fixed-size elements: little-endian bytes (unaligned) */
+            nbl_str *strs;         /* STRING elements (n entries) */
+            nbl_gguf_value *items; /* ARRAY elements (n entries, nested) */
+        } arr;
+    };
+};
+
+typedef struct nbl_gguf_kv {
+    nbl_str key;
+    nbl_gguf_value val;
+} nbl_gguf_kv;
+
+typedef struct nbl_gguf_tensor {
+    nbl_str name;
+    uint32_t type;   /* enum nbl_type */
+    uint32_t n_dims; /* 1..4 */
+    int64_t ne[4];   /* ne[0] is the contiguous row length; unused dims are 1 */
+    uint64_t offset; /* from the start of the data section */
+    uint64_t nbytes;
+    const uint8_t *data;
+} nbl_gguf_tensor;
+
+typedef struct nbl_gguf {
+    uint32_t version;
+    uint64_t n_kv;
+    nbl_gguf_kv *kv;
+    uint64_t n_tensors;
+    nbl_gguf_tensor *tensors;
+    uint64_t alignment;   /* general.alignment or 32 */
+    uint64_t data_offset; /* start of the tensor data section in the file */
+    const uint8_t *base;  /* the whole file */
+    uint64_t size;
+    void *priv;           /* reader-private (mapping, allocations) */
+} nbl_gguf;
+
+/* Memory-maps the file; weights are never copied. */
+nbl_status nbl_gguf_open_file(const char *path, nbl_gguf **out, nbl_error *err);
+/* Parses a caller buffer that must outlive the result. */
+nbl_status nbl_gguf_open_buffer(const void *data, size_t size, nbl_gguf **out, nbl_error *err);
+void nbl_gguf_free(nbl_gguf *g);
+
+const nbl_gguf_kv *nbl_gguf_find(const nbl_gguf *g, const char *key);
+const nbl_gguf_tensor *nbl_gguf_find_tensor(const nbl_gguf *g, const char *name);
+
+/* Typed getters: 1 = found and converted, 0 = absent, -1 = present with an unusable type
+ * (err names the key). get_int takes any integer type or BOOL; get_float any number. */
+int nbl_gguf_get_int(const nbl_gguf *g, const char *key, int64_t *out, nbl_error *err);
+int nbl_gguf_get_float(const nbl_gguf *g, const char *key, double *out, nbl_error *err);
+int nbl_gguf_get_bool(const nbl_gguf *g, const char *key, bool *out, nbl_error *err);
+int nbl_gguf_get_str(const nbl_gguf *g, const char *key, nbl_str *out, nbl_error *err);
+/* Array with the given element type (or any when elem_type == UINT32_MAX). */
+int nbl_gguf_get_arr(const nbl_gguf *g, const char *key, uint32_t elem_type,
+                     const nbl_gguf_value **out, nbl_error *err);
+/* Element i of an array of integers (any integer type) / numbers. i < n is the caller's job. */
+int64_t nbl_gguf_arr_int(const nbl_gguf_value *arr, uint64_t i);
+double nbl_gguf_arr_float(const nbl_gguf_value *arr, uint64_t i);
+/* Size in bytes of one fixed-size element type; 0 for STRING/ARRAY/invalid. */
+uint32_t nbl_gguf_type_size(uint32_t type);
+
+typedef struct nbl_gguf_writer nbl_gguf_writer;
+nbl_gguf_writer *nbl_gguf_writer_new(void); /* NULL on OOM */
+void nbl_gguf_writer_free(nbl_gguf_writer *w);
+/* Setters copy their arguments; setting an existing key replaces its value in place. */
+nbl_status nbl_gguf_writer_set_u32(nbl_gguf_writer *w, const char *key, uint32_t v);
+nbl_status nbl_gguf_writer_set_i32(nbl_gguf_writer *w, const char *key, int32_t v);
+nbl_status nbl_gguf_writer_set_u64(nbl_gguf_writer *w, const char *key, uint64_t v);
+nbl_status nbl_gguf_writer_set_f32(nbl_gguf_writer *w, const char *key, float v);
+nbl_status nbl_gguf_writer_set_bool(nbl_gguf_writer *w, const char *key, bool v);
+nbl_status nbl_gguf_writer_set_str(nbl_gguf_writer *w, const char *key, const char *v);
+/* Fixed-size element array (elem_type not STRING/ARRAY); data holds n little-endian elements. */
+nbl_status nbl_gguf_writer_set_arr(nbl_gguf_writer *w, const char *key, uint32_t elem_type,
+                                   const void *data, uint64_t n);
+nbl_status nbl_gguf_writer_set_arr_str(nbl_gguf_writer *w, const char *key,
+                                       const char *const *strs, uint64_t n);
+/* Any value, deep-copied (e.g. from a reader's kv, including nested arrays). */
+nbl_status nbl_gguf_writer_set_value(nbl_gguf_writer *w, const char *key, const nbl_gguf_value *v);
+/* data is borrowed (not copied) and must stay valid until the write; its size is
+ * nbl_row_bytes(type, ne[0]) * ne[1] * ne[2] * ne[3]. */
+nbl_status nbl_gguf_writer_add_tensor(nbl_gguf_writer *w, const char *name, uint32_t type,
+                                      uint32_t n_dims, const int64_t *ne, const void *data);
+/* Writes GGUF v3 with the alignment in general.alignment (default 32). */
+nbl_status nbl_gguf_writer_write_file(nbl_gguf_writer *w, const char *path, nbl_error *err);
+nbl_status nbl_gguf_writer_write_mem(nbl_gguf_writer *w, uint8_t **out, size_t *size,
+                                     nbl_error *err);
+
+/* ---- tokenizer.c: vocabulary, encoding, decoding ------------------------------------------ */
+
+typedef struct nbl_vocab nbl_vocab;
+/* Loads tokenizer.ggml.* from g. Strings are copied, so g may be freed afterwards. */
+nbl_status nbl_vocab_load(const nbl_gguf *g, nbl_vocab **out, nbl_error *err);
+void nbl_vocab_free(nbl_vocab *v);
+
+typedef struct nbl_range {
+    size_t start, len;
+} nbl_range;
+
+/* Encodes text; control tokens are recognised only inside the given byte ranges (none when
+ * n_special == 0). Same return convention as nbl_tokenize. */
+int32_t nbl_vocab_tokenize(const nbl_vocab *v, const char *text, size_t len, int add_bos,
+                           const nbl_range *special, size_t n_special, int32_t *out,
+                           int32_t cap, nbl_error *err);
+
+/* ---- model.c ------------------------------------------------------------------------------- */
+
+const nbl_vocab *nbl_model_vocab(const nbl_model *m);
+const nbl_gguf *nbl_model_gguf(const nbl_model *m);
+/* tokenizer.chat_template as a NUL-terminated string, or NULL. */
+const char *nbl_model_chat_template(const nbl_model *m);
+
+#endif
