@@ -216,6 +216,32 @@ int32_t nbl_vocab_tokenize(const nbl_vocab *v, const char *text, size_t len, int
                            const nbl_range *special, size_t n_special, int32_t *out,
                            int32_t cap, nbl_error *err);
 
+/* ---- json.c: strict JSON (RFC 8259) parser for untrusted input ---------------------------- */
+
+enum nbl_json_type { NBL_JSON_NULL, NBL_JSON_BOOL, NBL_JSON_NUMBER, NBL_JSON_STRING, NBL_JSON_ARRAY, NBL_JSON_OBJECT };
+
+typedef struct nbl_json nbl_json;
+struct nbl_json {
+    int type;          /* enum nbl_json_type */
+    bool b;            /* BOOL */
+    double num;        /* NUMBER */
+    char *str;         /* STRING: decoded UTF-8, NUL-terminated (may contain NUL: use len) */
+    size_t len;        /* STRING byte length; ARRAY/OBJECT element count */
+    nbl_json *items;   /* ARRAY elements / OBJECT values, len of them */
+    char **keys;       /* OBJECT keys (decoded, NUL-terminated), len of them */
+};
+
+/* Parses text (len bytes). NULL on error with err naming line:column and what was expected.
+ * Nesting is limited (depth 512) so hostile input cannot exhaust the stack. */
+nbl_json *nbl_json_parse(const char *text, size_t len, nbl_error *err);
+void nbl_json_free(nbl_json *j);
+/* Member of an object (first match), or NULL (also when j is not an object / NULL). */
+const nbl_json *nbl_json_get(const nbl_json *j, const char *key);
+/* Element i of an array, or NULL. */
+const nbl_json *nbl_json_at(const nbl_json *j, size_t i);
+/* Reads a whole file into a NUL-terminated malloc'd buffer; NULL with err on failure. */
+char *nbl_read_file(const char *path, size_t *len, nbl_error *err);
+
 /* ---- model.c ------------------------------------------------------------------------------- */
 
 const nbl_vocab *nbl_model_vocab(const nbl_model *m);

@@ -22,9 +22,10 @@ run_one() { # name, command...
   fi
   printf '%-40s %s\n' "$name" "$line"
 }
-for t in build/tests/test_*; do run_one "$(basename "$t")" "$t"; done
+B=${B:-build}
+for t in "$B"/tests/test_*; do run_one "$(basename "$t")" "$t"; done
 if [ -z "${NBL_SKIP_ASAN:-}" ]; then
-  for t in build/asan/tests/test_*; do
+  for t in "$B"/asan/tests/test_*; do
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_one "asan/$(basename "$t")" "$t"
   done
 fi

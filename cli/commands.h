@@ -1,0 +1,5 @@
+/* commands.h — the CLI's subcommands as one X-macro list: NBL_CMD(name, function, help).
+ * Each function lives in cli/cmd_<name>.c (or cli/nbl.c) as int fn(int argc, char **argv),
+ * with argv[0] the subcommand name. Add a line here to add a command. */
+NBL_CMD(info, cmd_info, "show a model's metadata and tensors: nbl info MODEL")
+NBL_CMD(run, cmd_run, "generate: nbl run -m MODEL (--tokens 1,2,3 | -p TEXT) -n N")
