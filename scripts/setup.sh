@@ -11,9 +11,16 @@ have make  || need+=(make)
 have ar    || need+=(binutils)
 have node  || need+=(nodejs)
 have npm   || need+=(npm)
+# The browser tests drive Debian's chromium through playwright-core, which never downloads one.
+have chromium || need+=(chromium)
 # libasan/libubsan come with gcc on Debian; checked by compiling a probe below.
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then echo "setup: missing ${need[*]}; run as root or install them" >&2; exit 1; fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# npm packages exactly as the lockfile pins them; the copied lockfile marks what node_modules holds.
+if [ -f package-lock.json ] && ! cmp -s package-lock.json node_modules/.nbl-package-lock.json; then
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.nbl-package-lock.json
 fi
