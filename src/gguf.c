@@ -1,0 +1,632 @@
+/* gguf.c — GGUF v2/v3 reader (memory-mapped or in a caller's buffer, weights never copied) and
+ * writer (v3). The file is untrusted: every count, length, dimension and offset is checked
+ * against the bytes that remain, with overflow-safe arithmetic, before anything is allocated. */
+#include "nbl_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define GGUF_MAGIC "GGUF"
+#define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MAX_DEPTH 16   /* nested arrays deeper than this are rejected, never recursed into */
+#define GGUF_MIN_KV_BYTES 13 /* key length (8) + value type (4) + smallest value (1) */
+#define GGUF_MIN_TI_BYTES 32 /* name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8) */
+#define GGUF_MIN_ARR_BYTES 12 /* nested array header: element type (4) + count (8) */
+
+int nbl_str_eq(nbl_str s, const char *cstr) {
+    size_t n = strlen(cstr);
+    return s.len == n && (n == 0 || memcmp(s.ptr, cstr, n) == 0);
+}
+
+uint32_t nbl_gguf_type_size(uint32_t type) {
+    switch (type) {
+    case NBL_GGUF_UINT8: case NBL_GGUF_INT8: case NBL_GGUF_BOOL: return 1;
+    case NBL_GGUF_UINT16: case NBL_GGUF_INT16: return 2;
+    case NBL_GGUF_UINT32: case NBL_GGUF_INT32: case NBL_GGUF_FLOAT32: return 4;
+    case NBL_GGUF_UINT64: case NBL_GGUF_INT64: case NBL_GGUF_FLOAT64: return 8;
+    default: return 0;
+    }
+}
+
+static const char *type_name(uint32_t t) {
+    static const char *const names[NBL_GGUF_TYPE_COUNT] = {
+        "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
+        "bool", "string", "array", "uint64", "int64", "float64"};
+    return t < NBL_GGUF_TYPE_COUNT ? names[t] : "invalid";
+}
+
+static int is_int_type(uint32_t t) {
+    return t <= NBL_GGUF_INT32 || t == NBL_GGUF_UINT64 || t == NBL_GGUF_INT64;
+}
+static int is_signed_type(uint32_t t) {
+    return t == NBL_GGUF_INT8 || t == NBL_GGUF_INT16 || t == NBL_GGUF_INT32 || t == NBL_GGUF_INT64;
+}
+
+/* Names in messages come from the file: show them escaped and capped so a hostile name can
+ * neither break the terminal nor crowd out the rest of the message. */
+static const char *esc(char *buf, size_t cap, const char *p, uint64_t len) {
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (uint64_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        int plain = c >= 0x20 && c < 0x7f && c != '\\' && c != '\'';
+        if (o + (plain ? 1 : 4) + 4 > cap) {
+            memcpy(buf + o, "...", 4);
+            return buf;
+        }
+        if (plain) {
+            buf[o++] = (char)c;
+        } else {
+            buf[o++] = '\\', buf[o++] = 'x', buf[o++] = hex[c >> 4], buf[o++] = hex[c & 15];
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+#define NAME_CAP 100
+
+static uint64_t hash_bytes(const void *p, uint64_t n) {
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (uint64_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* ---- reader ------------------------------------------------------------------------------ */
+
+/* Every allocation of a parsed file hangs off one list, so freeing (after success or any
+ * error) is a single walk. */
+typedef struct blk {
+    struct blk *next;
+    _Alignas(16) unsigned char data[];
+} blk;
+
+/* Open-addressing table of indices + 1 (0 = empty); size a power of two, at least 2n. */
+typedef struct htab {
+    uint64_t *slot;
+    uint64_t mask;
+} htab;
+
+typedef struct priv {
+    blk *blocks;
+    void *map;
+    size_t map_len;
+    htab kv_ht, t_ht;
+} priv;
+
+typedef struct gguf_full {
+    nbl_gguf g;
+    priv p;
+} gguf_full;
+
+typedef struct parser {
+    const uint8_t *b;
+    uint64_t size, pos;
+    priv *pv;
+    nbl_error *err;
+    char who[NAME_CAP + 24]; /* "key '...'" / "tensor '...'" / "" */
+} parser;
+
+static void *arena_alloc(priv *pv, uint64_t n) {
+    if (n > SIZE_MAX - sizeof(blk)) return NULL;
+    blk *b = malloc(sizeof(blk) + (size_t)n);
+    if (!b) return NULL;
+    b->next = pv->blocks;
+    pv->blocks = b;
+    return b->data;
+}
+
+static nbl_status perr(parser *P, nbl_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static nbl_status perr(parser *P, nbl_status code, const char *fmt, ...) {
+    char tmp[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    return nbl_set_err(P->err, code, "gguf: %s%s%s", P->who, P->who[0] ? ": " : "", tmp);
+}
+
+static nbl_status need(parser *P, uint64_t n, const char *what) {
+    if (n > P->size - P->pos)
+        return perr(P, NBL_E_FORMAT, "%s truncated: %llu bytes needed at offset %llu, file size %llu",
+                    what, (unsigned long long)n, (unsigned long long)P->pos,
+                    (unsigned long long)P->size);
+    return NBL_OK;
+}
+
+static uint64_t le(const uint8_t *p, unsigned n) {
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static nbl_status rd_u32(parser *P, uint32_t *v, const char *what) {
+    nbl_status s = need(P, 4, what);
+    if (s) return s;
+    *v = (uint32_t)le(P->b + P->pos, 4);
+    P->pos += 4;
+    return NBL_OK;
+}
+
+static nbl_status rd_u64(parser *P, uint64_t *v, const char *what) {
+    nbl_status s = need(P, 8, what);
+    if (s) return s;
+    *v = le(P->b + P->pos, 8);
+    P->pos += 8;
+    return NBL_OK;
+}
+
+static nbl_status rd_str(parser *P, nbl_str *out, const char *what) {
+    uint64_t n;
+    nbl_status s = rd_u64(P, &n, what);
+    if (s) return s;
+    if (n > P->size - P->pos)
+        return perr(P, NBL_E_FORMAT, "%s length %llu at offset %llu extends past end of file (size %llu)",
+                    what, (unsigned long long)n, (unsigned long long)(P->pos - 8),
+                    (unsigned long long)P->size);
+    out->ptr = (const char *)P->b + P->pos;
+    out->len = n;
+    P->pos += n;
+    return NBL_OK;
+}
+
+/* Fills a fixed-size scalar from its little-endian bytes (already bounds-checked). */
+static void decode_scalar(uint32_t type, const uint8_t *p, nbl_gguf_value *v) {
+    uint32_t sz = nbl_gguf_type_size(type);
+    uint64_t raw = le(p, sz);
+    switch (type) {
+    case NBL_GGUF_INT8: v->i64 = (int8_t)raw; break;
+    case NBL_GGUF_INT16: v->i64 = (int16_t)raw; break;
+    case NBL_GGUF_INT32: v->i64 = (int32_t)raw; break;
+    case NBL_GGUF_INT64: v->i64 = (int64_t)raw; break;
+    case NBL_GGUF_BOOL: v->u64 = raw != 0; break;
+    case NBL_GGUF_FLOAT32: {
+        uint32_t u = (uint32_t)raw;
+        float f;
+        memcpy(&f, &u, 4);
+        v->f64 = f;
+        break;
+    }
+    case NBL_GGUF_FLOAT64: memcpy(&v->f64, &raw, 8); break;
+    default: v->u64 = raw; break;
+    }
+}
+
+static nbl_status parse_array(parser *P, nbl_gguf_value *v, int depth);
+
+static nbl_status parse_value(parser *P, uint32_t type, nbl_gguf_value *v, int depth) {
+    memset(v, 0, sizeof *v);
+    v->type = type;
+    if (type == NBL_GGUF_STRING) return rd_str(P, &v->str, "string value");
+    if (type == NBL_GGUF_ARRAY) return parse_array(P, v, depth + 1);
+    uint32_t sz = nbl_gguf_type_size(type);
+    if (!sz) return perr(P, NBL_E_FORMAT, "invalid value type %u", type);
+    nbl_status s = need(P, sz, "value");
+    if (s) return s;
+    decode_scalar(type, P->b + P->pos, v);
+    P->pos += sz;
+    return NBL_OK;
+}
+
+static nbl_status parse_array(parser *P, nbl_gguf_value *v, int depth) {
+    if (depth > GGUF_MAX_DEPTH)
+        return perr(P, NBL_E_FORMAT, "arrays nested deeper than %d levels at offset %llu",
+                    GGUF_MAX_DEPTH, (unsigned long long)P->pos);
+    uint32_t et;
+    uint64_t n;
+    nbl_status s = rd_u32(P, &et, "array element type");
+    if (!s) s = rd_u64(P, &n, "array length");
+    if (s) return s;
+    if (et >= NBL_GGUF_TYPE_COUNT)
+        return perr(P, NBL_E_FORMAT, "invalid array element type %u at offset %llu", et,
+                    (unsigned long long)(P->pos - 12));
+    v->arr.type = et;
+    v->arr.n = n;
+    /* Each element takes at least min bytes, so a count the file cannot hold fails here,
+     * before any allocation proportional to it. */
+    uint64_t min = nbl_gguf_type_size(et), total;
+    if (et == NBL_GGUF_STRING) min = 8;
+    if (et == NBL_GGUF_ARRAY) min = GGUF_MIN_ARR_BYTES;
+    if (nbl_mul_ovf(n, min, &total) || total > P->size - P->pos)
+        return perr(P, NBL_E_FORMAT,
+                    "array of %llu %s elements at offset %llu extends past end of file (size %llu)",
+                    (unsigned long long)n, type_name(et), (unsigned long long)(P->pos - 12),
+                    (unsigned long long)P->size);
+    if (et != NBL_GGUF_STRING && et != NBL_GGUF_ARRAY) {
+        v->arr.raw = P->b + P->pos;
+        P->pos += total;
+        return NBL_OK;
+    }
+    if (n == 0) return NBL_OK;
+    if (et == NBL_GGUF_STRING) {
+        nbl_str *strs = arena_alloc(P->pv, n * sizeof(nbl_str));
+        if (!strs) return perr(P, NBL_E_NOMEM, "out of memory for %llu strings", (unsigned long long)n);
+        v->arr.strs = strs;
+        for (uint64_t i = 0; i < n; i++)
+            if ((s = rd_str(P, &strs[i], "array string"))) return s;
+        return NBL_OK;
+    }
+    nbl_gguf_value *items = arena_alloc(P->pv, n * sizeof(nbl_gguf_value));
+    if (!items) return perr(P, NBL_E_NOMEM, "out of memory for %llu arrays", (unsigned long long)n);
+    v->arr.items = items;
+    for (uint64_t i = 0; i < n; i++) {
+        memset(&items[i], 0, sizeof items[i]);
+        items[i].type = NBL_GGUF_ARRAY;
+        if ((s = parse_array(P, &items[i], depth + 1))) return s;
+    }
+    return NBL_OK;
+}
+
+static nbl_status ht_init(parser *P, htab *h, uint64_t n) {
+    uint64_t cap = 8;
+    while (cap < 2 * n) cap <<= 1; /* n is bounded by file size / 13, so this cannot overflow */
+    h->slot = arena_alloc(P->pv, cap * sizeof(uint64_t));
+    if (!h->slot) return perr(P, NBL_E_NOMEM, "out of memory for a table of %llu entries",
+                              (unsigned long long)n);
+    memset(h->slot, 0, cap * sizeof(uint64_t));
+    h->mask = cap - 1;
+    return NBL_OK;
+}
+
+/* The name of entry i of a table, for the two kinds of table. */
+typedef nbl_str (*name_fn)(const nbl_gguf *g, uint64_t i);
+static nbl_str kv_name(const nbl_gguf *g, uint64_t i) { return g->kv[i].key; }
+static nbl_str t_name(const nbl_gguf *g, uint64_t i) { return g->tensors[i].name; }
+
+/* Inserts entry idx; returns 0 if an entry with the same name exists already. */
+static int ht_insert(const htab *h, const nbl_gguf *g, name_fn name, uint64_t idx) {
+    nbl_str s = name(g, idx);
+    for (uint64_t k = hash_bytes(s.ptr, s.len) & h->mask;; k = (k + 1) & h->mask) {
+        if (!h->slot[k]) {
+            h->slot[k] = idx + 1;
+            return 1;
+        }
+        nbl_str o = name(g, h->slot[k] - 1);
+        if (o.len == s.len && (s.len == 0 || memcmp(o.ptr, s.ptr, s.len) == 0)) return 0;
+    }
+}
+
+static int64_t ht_find(const htab *h, const nbl_gguf *g, name_fn name, const char *key) {
+    if (!h->slot || !key) return -1;
+    size_t n = strlen(key);
+    for (uint64_t k = hash_bytes(key, n) & h->mask; h->slot[k]; k = (k + 1) & h->mask) {
+        nbl_str o = name(g, h->slot[k] - 1);
+        if (o.len == n && (n == 0 || memcmp(o.ptr, key, n) == 0)) return (int64_t)(h->slot[k] - 1);
+    }
+    return -1;
+}
+
+static void set_who(parser *P, const char *kind, nbl_str name) {
+    char nb[NAME_CAP];
+    snprintf(P->who, sizeof P->who, "%s '%s'", kind, esc(nb, sizeof nb, name.ptr, name.len));
+}
+
+static nbl_status parse_kvs(parser *P, nbl_gguf *g) {
+    nbl_status s;
+    uint64_t total;
+    if (nbl_mul_ovf(g->n_kv, GGUF_MIN_KV_BYTES, &total) || total > P->size - P->pos)
+        return perr(P, NBL_E_FORMAT, "kv count %llu exceeds what the file can hold (size %llu)",
+                    (unsigned long long)g->n_kv, (unsigned long long)P->size);
+    if (g->n_kv) {
+        g->kv = arena_alloc(P->pv, g->n_kv * sizeof(nbl_gguf_kv));
+        if (!g->kv) return perr(P, NBL_E_NOMEM, "out of memory for %llu kvs", (unsigned long long)g->n_kv);
+    }
+    if ((s = ht_init(P, &P->pv->kv_ht, g->n_kv))) return s;
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        nbl_gguf_kv *kv = &g->kv[i];
+        snprintf(P->who, sizeof P->who, "kv #%llu", (unsigned long long)i);
+        uint32_t type;
+        if ((s = rd_str(P, &kv->key, "key"))) return s;
+        set_who(P, "key", kv->key);
+        if ((s = rd_u32(P, &type, "value type"))) return s;
+        if (type >= NBL_GGUF_TYPE_COUNT) return perr(P, NBL_E_FORMAT, "invalid value type %u", type);
+        if ((s = parse_value(P, type, &kv->val, 0))) return s;
+        if (!ht_insert(&P->pv->kv_ht, g, kv_name, i)) return perr(P, NBL_E_FORMAT, "duplicate key");
+    }
+    P->who[0] = 0;
+    return NBL_OK;
+}
+
+static nbl_status parse_tensor_info(parser *P, nbl_gguf *g, uint64_t i) {
+    nbl_gguf_tensor *t = &g->tensors[i];
+    nbl_status s;
+    snprintf(P->who, sizeof P->who, "tensor #%llu", (unsigned long long)i);
+    if ((s = rd_str(P, &t->name, "name"))) return s;
+    set_who(P, "tensor", t->name);
+    if ((s = rd_u32(P, &t->n_dims, "n_dims"))) return s;
+    if (t->n_dims < 1 || t->n_dims > 4)
+        return perr(P, NBL_E_FORMAT, "n_dims %u out of range 1..4", t->n_dims);
+    uint64_t nel = 1;
+    for (uint32_t d = 0; d < 4; d++) {
+        uint64_t ne = 1;
+        if (d < t->n_dims && (s = rd_u64(P, &ne, "dimension"))) return s;
+        /* Zero-sized dimensions are rejected: no model weight is empty, and allowing them
+         * would let a tensor claim an offset without owning any bytes. */
+        if (ne == 0 || ne > (uint64_t)INT64_MAX)
+            return perr(P, NBL_E_FORMAT, "dimension %u is %llu (must be 1..2^63-1)", d,
+                        (unsigned long long)ne);
+        if (nbl_mul_ovf(nel, ne, &nel) || nel > (uint64_t)INT64_MAX)
+            return perr(P, NBL_E_FORMAT, "element count overflows int64");
+        t->ne[d] = (int64_t)ne;
+    }
+    if ((s = rd_u32(P, &t->type, "type"))) return s;
+    const nbl_type_traits *tr = nbl_type_traits_get(t->type);
+    if (!tr) return perr(P, NBL_E_FORMAT, "unknown type id %u", t->type);
+    if (t->ne[0] % tr->blck)
+        return perr(P, NBL_E_FORMAT, "row length %lld is not a multiple of the %s block size %d",
+                    (long long)t->ne[0], tr->name, tr->blck);
+    uint64_t nb;
+    if (nbl_mul_ovf((uint64_t)t->ne[0] / (uint64_t)tr->blck, (uint64_t)tr->type_size, &nb) ||
+        nbl_mul_ovf(nb, (uint64_t)t->ne[1], &nb) || nbl_mul_ovf(nb, (uint64_t)t->ne[2], &nb) ||
+        nbl_mul_ovf(nb, (uint64_t)t->ne[3], &nb))
+        return perr(P, NBL_E_FORMAT, "byte size overflows");
+    t->nbytes = nb;
+    if ((s = rd_u64(P, &t->offset, "offset"))) return s;
+    if (!ht_insert(&P->pv->t_ht, g, t_name, i)) return perr(P, NBL_E_FORMAT, "duplicate tensor name");
+    return NBL_OK;
+}
+
+static nbl_status parse(parser *P, nbl_gguf *g) {
+    nbl_status s;
+    P->who[0] = 0;
+    if (P->size < 4 || memcmp(P->b, GGUF_MAGIC, 4) != 0)
+        return perr(P, NBL_E_FORMAT, "bad magic (not a GGUF file)");
+    P->pos = 4;
+    if ((s = rd_u32(P, &g->version, "version"))) return s;
+    if (g->version == 1)
+        return perr(P, NBL_E_UNSUPPORTED, "unsupported version 1 (only GGUF v2 and v3 are read)");
+    if (g->version != 2 && g->version != 3) {
+        if ((g->version & 0xffff) == 0)
+            return perr(P, NBL_E_UNSUPPORTED, "unsupported version %u (a big-endian file?)", g->version);
+        return perr(P, NBL_E_UNSUPPORTED, "unsupported version %u (only v2 and v3)", g->version);
+    }
+    if ((s = rd_u64(P, &g->n_tensors, "tensor count"))) return s;
+    if ((s = rd_u64(P, &g->n_kv, "kv count"))) return s;
+    if ((s = parse_kvs(P, g))) return s;
+
+    g->alignment = GGUF_DEFAULT_ALIGNMENT;
+    int64_t ai = ht_find(&P->pv->kv_ht, g, kv_name, "general.alignment");
+    if (ai >= 0) {
+        const nbl_gguf_value *v = &g->kv[ai].val;
+        snprintf(P->who, sizeof P->who, "key 'general.alignment'");
+        if (v->type != NBL_GGUF_UINT32)
+            return perr(P, NBL_E_FORMAT, "type %s, expected uint32", type_name(v->type));
+        if (v->u64 == 0 || (v->u64 & (v->u64 - 1)))
+            return perr(P, NBL_E_FORMAT, "alignment %llu is not a nonzero power of two",
+                        (unsigned long long)v->u64);
+        g->alignment = v->u64;
+        P->who[0] = 0;
+    }
+
+    uint64_t total;
+    if (nbl_mul_ovf(g->n_tensors, GGUF_MIN_TI_BYTES, &total) || total > P->size - P->pos)
+        return perr(P, NBL_E_FORMAT, "tensor count %llu exceeds what the file can hold (size %llu)",
+                    (unsigned long long)g->n_tensors, (unsigned long long)P->size);
+    if (g->n_tensors) {
+        g->tensors = arena_alloc(P->pv, g->n_tensors * sizeof(nbl_gguf_tensor));
+        if (!g->tensors)
+            return perr(P, NBL_E_NOMEM, "out of memory for %llu tensors", (unsigned long long)g->n_tensors);
+        memset(g->tensors, 0, g->n_tensors * sizeof(nbl_gguf_tensor));
+    }
+    if ((s = ht_init(P, &P->pv->t_ht, g->n_tensors))) return s;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if ((s = parse_tensor_info(P, g, i))) return s;
+    P->who[0] = 0;
+
+    /* The data section starts at the next multiple of the alignment. A file without tensors
+     * may end before that; its data section is then empty, at the end of the file. */
+    uint64_t a = g->alignment, pad = (a - P->pos % a) % a;
+    if (pad > P->size - P->pos) {
+        if (g->n_tensors)
+            return perr(P, NBL_E_FORMAT, "data section (offset %llu + %llu padding) past end of file (size %llu)",
+                        (unsigned long long)P->pos, (unsigned long long)pad, (unsigned long long)P->size);
+        pad = P->size - P->pos;
+    }
+    g->data_offset = P->pos + pad;
+    uint64_t data_size = P->size - g->data_offset;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        nbl_gguf_tensor *t = &g->tensors[i];
+        set_who(P, "tensor", t->name);
+        if (t->offset % a)
+            return perr(P, NBL_E_FORMAT, "data offset %llu is not a multiple of the alignment %llu",
+                        (unsigned long long)t->offset, (unsigned long long)a);
+        if (t->offset > data_size || t->nbytes > data_size - t->offset)
+            return perr(P, NBL_E_FORMAT,
+                        "data [offset %llu, %llu bytes] extends past end of file (size %llu, data section at %llu)",
+                        (unsigned long long)t->offset, (unsigned long long)t->nbytes,
+                        (unsigned long long)P->size, (unsigned long long)g->data_offset);
+        t->data = P->b + g->data_offset + t->offset;
+    }
+    return NBL_OK;
+}
+
+static void free_priv(priv *pv) {
+    for (blk *b = pv->blocks, *n; b; b = n) {
+        n = b->next;
+        free(b);
+    }
+    pv->blocks = NULL;
+    if (pv->map) munmap(pv->map, pv->map_len);
+    pv->map = NULL;
+}
+
+void nbl_gguf_free(nbl_gguf *g) {
+    if (!g) return;
+    gguf_full *f = (gguf_full *)g;
+    free_priv(&f->p);
+    free(f);
+}
+
+/* Parses data/size into a new object that takes ownership of map (may be NULL). */
+static nbl_status open_common(const void *data, uint64_t size, void *map, size_t map_len,
+                              nbl_gguf **out, nbl_error *err) {
+    gguf_full *f = calloc(1, sizeof *f);
+    if (!f) {
+        if (map) munmap(map, map_len);
+        return nbl_set_err(err, NBL_E_NOMEM, "gguf: out of memory");
+    }
+    f->g.priv = &f->p;
+    f->p.map = map;
+    f->p.map_len = map_len;
+    f->g.base = data;
+    f->g.size = size;
+    parser P = {.b = data, .size = size, .pv = &f->p, .err = err};
+    nbl_status s = parse(&P, &f->g);
+    if (s) {
+        nbl_gguf_free(&f->g);
+        return s;
+    }
+    *out = &f->g;
+    return NBL_OK;
+}
+
+nbl_status nbl_gguf_open_buffer(const void *data, size_t size, nbl_gguf **out, nbl_error *err) {
+    if (!out || (!data && size)) return nbl_set_err(err, NBL_E_ARG, "gguf: NULL argument");
+    *out = NULL;
+    return open_common(data ? data : "", size, NULL, 0, out, err);
+}
+
+nbl_status nbl_gguf_open_file(const char *path, nbl_gguf **out, nbl_error *err) {
+    if (!out || !path) return nbl_set_err(err, NBL_E_ARG, "gguf: NULL argument");
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return nbl_set_err(err, NBL_E_IO, "gguf: cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return nbl_set_err(err, NBL_E_IO, "gguf: cannot stat '%s': %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return nbl_set_err(err, NBL_E_IO, "gguf: '%s' is not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > SIZE_MAX) {
+        close(fd);
+        return nbl_set_err(err, NBL_E_NOMEM, "gguf: '%s' (%llu bytes) does not fit in the address space",
+                           path, (unsigned long long)st.st_size);
+    }
+    size_t len = (size_t)st.st_size;
+    if (len == 0) {
+        close(fd);
+        return nbl_set_err(err, NBL_E_FORMAT, "gguf: '%s' is empty (not a GGUF file)", path);
+    }
+    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (map == MAP_FAILED)
+        return nbl_set_err(err, NBL_E_IO, "gguf: cannot map '%s': %s", path, strerror(e));
+    nbl_status s = open_common(map, len, map, len, out, err);
+    if (s && err) {
+        /* Say which file was at fault: prefix the path, keeping the message within bounds. */
+        char tmp[sizeof err->msg];
+        snprintf(tmp, sizeof tmp, "%s", err->msg);
+        nbl_set_err(err, s, "%s (in '%s')", tmp, path);
+    }
+    return s;
+}
+
+/* ---- lookups and getters ------------------------------------------------------------------- */
+
+const nbl_gguf_kv *nbl_gguf_find(const nbl_gguf *g, const char *key) {
+    if (!g || !key) return NULL;
+    int64_t i = ht_find(&((const gguf_full *)g)->p.kv_ht, g, kv_name, key);
+    return i < 0 ? NULL : &g->kv[i];
+}
+
+const nbl_gguf_tensor *nbl_gguf_find_tensor(const nbl_gguf *g, const char *name) {
+    if (!g || !name) return NULL;
+    int64_t i = ht_find(&((const gguf_full *)g)->p.t_ht, g, t_name, name);
+    return i < 0 ? NULL : &g->tensors[i];
+}
+
+static int bad_type(const char *key, uint32_t type, const char *want, nbl_error *err) {
+    char kb[NAME_CAP];
+    nbl_set_err(err, NBL_E_FORMAT, "gguf: key '%s' has type %s, expected %s",
+                esc(kb, sizeof kb, key, strlen(key)), type_name(type), want);
+    return -1;
+}
+
+int nbl_gguf_get_int(const nbl_gguf *g, const char *key, int64_t *out, nbl_error *err) {
+    const nbl_gguf_kv *kv = nbl_gguf_find(g, key);
+    if (!kv) return 0;
+    uint32_t t = kv->val.type;
+    if (!is_int_type(t) && t != NBL_GGUF_BOOL) return bad_type(key, t, "an integer", err);
+    if (t == NBL_GGUF_UINT64 && kv->val.u64 > (uint64_t)INT64_MAX) {
+        char kb[NAME_CAP];
+        nbl_set_err(err, NBL_E_FORMAT, "gguf: key '%s' value %llu does not fit in int64",
+                    esc(kb, sizeof kb, key, strlen(key)), (unsigned long long)kv->val.u64);
+        return -1;
+    }
+    *out = is_signed_type(t) ? kv->val.i64 : (int64_t)kv->val.u64;
+    return 1;
+}
+
+int nbl_gguf_get_float(const nbl_gguf *g, const char *key, double *out, nbl_error *err) {
+    const nbl_gguf_kv *kv = nbl_gguf_find(g, key);
+    if (!kv) return 0;
+    uint32_t t = kv->val.type;
+    if (t == NBL_GGUF_FLOAT32 || t == NBL_GGUF_FLOAT64) *out = kv->val.f64;
+    else if (is_signed_type(t)) *out = (double)kv->val.i64;
+    else if (is_int_type(t)) *out = (double)kv->val.u64;
+    else return bad_type(key, t, "a number", err);
+    return 1;
+}
+
+int nbl_gguf_get_bool(const nbl_gguf *g, const char *key, bool *out, nbl_error *err) {
+    const nbl_gguf_kv *kv = nbl_gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->val.type != NBL_GGUF_BOOL) return bad_type(key, kv->val.type, "bool", err);
+    *out = kv->val.u64 != 0;
+    return 1;
+}
+
+int nbl_gguf_get_str(const nbl_gguf *g, const char *key, nbl_str *out, nbl_error *err) {
+    const nbl_gguf_kv *kv = nbl_gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->val.type != NBL_GGUF_STRING) return bad_type(key, kv->val.type, "string", err);
+    *out = kv->val.str;
+    return 1;
+}
+
+int nbl_gguf_get_arr(const nbl_gguf *g, const char *key, uint32_t elem_type,
+                     const nbl_gguf_value **out, nbl_error *err) {
+    const nbl_gguf_kv *kv = nbl_gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->val.type != NBL_GGUF_ARRAY) return bad_type(key, kv->val.type, "array", err);
+    if (elem_type != UINT32_MAX && kv->val.arr.type != elem_type) {
+        char kb[NAME_CAP];
+        nbl_set_err(err, NBL_E_FORMAT, "gguf: key '%s' is an array of %s, expected an array of %s",
+                    esc(kb, sizeof kb, key, strlen(key)), type_name(kv->val.arr.type),
+                    type_name(elem_type));
+        return -1;
+    }
+    *out = &kv->val;
+    return 1;
+}
+
+int64_t nbl_gguf_arr_int(const nbl_gguf_value *arr, uint64_t i) {
+    uint32_t t = arr->arr.type, sz = nbl_gguf_type_size(t);
+    if ((!is_int_type(t) && t != NBL_GGUF_BOOL) || !arr->arr.raw) return 0;
+    nbl_gguf_value v;
+    decode_scalar(t, arr->arr.raw + i * sz, &v);
+    return is_signed_type(t) ? v.i64 : (int64_t)v.u64;
+}
+
+double nbl_gguf_arr_float(const nbl_gguf_value *arr, uint64_t i) {
+    uint32_t t = arr->arr.type, sz = nbl_gguf_type_size(t);
+    if (!sz || t == NBL_GGUF_BOOL || !arr->arr.raw) return 0;
+    nbl_gguf_value v;
+    decode_scalar(t, arr->arr.raw + i * sz, &v);
+    if (t == NBL_GGUF_FLOAT32 || t == NBL_GGUF_FLOAT64) return v.f64;
+    return is_signed_type(t) ? (double)v.i64 : (double)v.u64;
+}
