@@ -76,6 +76,36 @@ int nbl_type_can_quantize(uint32_t type);
  * imatrix (may be NULL): per-column importance weights, n of them, used to weight the error. */
 void nbl_quant_row(uint32_t type, const float *src, void *dst, int64_t n, const float *imatrix);
 
+/* Block layouts, byte for byte ggml's (fp16 fields hold raw IEEE half bits). Rows in GGUF data
+ * are 32-byte aligned and every block size is even, so the uint16_t fields are aligned. */
+#define NBL_QK 32   /* elements per block of the 32-element formats */
+#define NBL_QK_K 256 /* elements per K-quant super-block */
+typedef struct { uint16_t d; uint8_t qs[16]; } nbl_block_q4_0;              /* (q-8)*d; qs[j]: lo=j, hi=j+16 */
+typedef struct { uint16_t d, m; uint8_t qs[16]; } nbl_block_q4_1;           /* q*d + m */
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } nbl_block_q5_0; /* qh bit j: 5th bit of elem j */
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } nbl_block_q5_1;
+typedef struct { uint16_t d; int8_t qs[32]; } nbl_block_q8_0;
+typedef struct { uint16_t d, s; int8_t qs[32]; } nbl_block_q8_1;            /* s = d * sum(qs) */
+typedef struct { uint16_t d; uint8_t qs[16]; } nbl_block_iq4_nl;            /* d*kvalues[nibble] */
+typedef struct { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; } nbl_block_q2_K;
+typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; } nbl_block_q3_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } nbl_block_q4_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } nbl_block_q5_K;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } nbl_block_q6_K;
+typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } nbl_block_q8_K; /* bsums: per 16 */
+/* IQ4_NL's non-linear 16-entry codebook. */
+extern const int8_t nbl_iq4nl_values[16];
+/* The 6-bit scale j (0..7) and min of a Q4_K / Q5_K block's 12-byte scales field. */
+static inline void nbl_get_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
 /* ---- gguf.c: GGUF v2/v3 reader and writer ------------------------------------------------- */
 
 enum nbl_gguf_type {
@@ -241,6 +271,48 @@ const nbl_json *nbl_json_get(const nbl_json *j, const char *key);
 const nbl_json *nbl_json_at(const nbl_json *j, size_t i);
 /* Reads a whole file into a NUL-terminated malloc'd buffer; NULL with err on failure. */
 char *nbl_read_file(const char *path, size_t *len, nbl_error *err);
+
+/* ---- model.c: architecture table, hyperparameters, tensor binding --------------------------- */
+
+enum nbl_rope_mode { NBL_ROPE_NORM = 0 /* adjacent pairs (llama) */, NBL_ROPE_NEOX = 1 /* halves (qwen2) */ };
+
+typedef struct nbl_hparams {
+    int32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+    float rope_theta, rms_eps;
+    int32_t rope_mode;  /* enum nbl_rope_mode */
+} nbl_hparams;
+
+/* A weight matrix: rows of ne0 elements (the input dimension), ne1 rows (the output dimension). */
+typedef struct nbl_weight {
+    const void *data;
+    uint32_t type;
+    int64_t ne0, ne1;
+    const char *name; /* tensor name (points into the model) */
+} nbl_weight;
+
+typedef struct nbl_layer {
+    float *attn_norm;          /* [n_embd] */
+    nbl_weight wq, wk, wv, wo; /* wq: [n_head*head_dim rows][n_embd], wk/wv: [n_head_kv*head_dim][n_embd], wo: [n_embd][n_head*head_dim] */
+    float *bq, *bk, *bv;       /* [n_head*head_dim], [n_head_kv*head_dim] x2; NULL when absent */
+    float *ffn_norm;           /* [n_embd] */
+    nbl_weight w_gate, w_up;   /* [n_ff][n_embd] */
+    nbl_weight w_down;         /* [n_embd][n_ff] */
+} nbl_layer;
+
+struct nbl_model {
+    nbl_gguf *gguf;
+    nbl_vocab *vocab;
+    char *arch, *name, *chat_template;
+    nbl_hparams hp;
+    int32_t vocab_only;
+    int32_t n_threads;
+    nbl_weight tok_embd;     /* [n_vocab][n_embd] */
+    nbl_weight output;       /* [n_vocab][n_embd]; same as tok_embd when tied */
+    float *output_norm;      /* [n_embd] */
+    float *rope_freqs;       /* [head_dim/2] frequency divisors (Llama 3.x), NULL when absent */
+    nbl_layer *layers;       /* [n_layer] */
+    float *owned;            /* one allocation holding every small f32 vector above */
+};
 
 /* ---- model.c ------------------------------------------------------------------------------- */
 
