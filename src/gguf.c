@@ -630,3 +630,455 @@ double nbl_gguf_arr_float(const nbl_gguf_value *arr, uint64_t i) {
     if (t == NBL_GGUF_FLOAT32 || t == NBL_GGUF_FLOAT64) return v.f64;
     return is_signed_type(t) ? (double)v.i64 : (double)v.u64;
 }
+
+/* ---- writer -------------------------------------------------------------------------------- */
+
+typedef struct wtensor {
+    char *name;
+    uint32_t type, n_dims;
+    int64_t ne[4];
+    uint64_t nbytes, offset;
+    const void *data; /* borrowed */
+} wtensor;
+
+struct nbl_gguf_writer {
+    nbl_gguf_kv *kv; /* keys and values owned (deep copies) */
+    uint64_t n_kv, cap_kv;
+    wtensor *t;
+    uint64_t n_t, cap_t;
+};
+
+nbl_gguf_writer *nbl_gguf_writer_new(void) { return calloc(1, sizeof(nbl_gguf_writer)); }
+
+static void wval_free(nbl_gguf_value *v) {
+    if (v->type == NBL_GGUF_STRING) {
+        free((char *)v->str.ptr);
+    } else if (v->type == NBL_GGUF_ARRAY) {
+        if (v->arr.strs)
+            for (uint64_t i = 0; i < v->arr.n; i++) free((char *)v->arr.strs[i].ptr);
+        if (v->arr.items)
+            for (uint64_t i = 0; i < v->arr.n; i++) wval_free(&v->arr.items[i]);
+        free((void *)v->arr.raw);
+        free(v->arr.strs);
+        free(v->arr.items);
+    }
+    memset(v, 0, sizeof *v);
+}
+
+void nbl_gguf_writer_free(nbl_gguf_writer *w) {
+    if (!w) return;
+    for (uint64_t i = 0; i < w->n_kv; i++) {
+        free((char *)w->kv[i].key.ptr);
+        wval_free(&w->kv[i].val);
+    }
+    for (uint64_t i = 0; i < w->n_t; i++) free(w->t[i].name);
+    free(w->kv);
+    free(w->t);
+    free(w);
+}
+
+/* A private copy of len bytes, NUL-terminated for convenience; p may be NULL when len == 0. */
+static char *dup_bytes(const char *p, uint64_t len) {
+    if (len >= SIZE_MAX) return NULL;
+    char *d = malloc((size_t)len + 1);
+    if (!d) return NULL;
+    if (len) memcpy(d, p, (size_t)len);
+    d[len] = 0;
+    return d;
+}
+
+static int scalar_in_range(const nbl_gguf_value *v) {
+    switch (v->type) {
+    case NBL_GGUF_UINT8: return v->u64 <= UINT8_MAX;
+    case NBL_GGUF_UINT16: return v->u64 <= UINT16_MAX;
+    case NBL_GGUF_UINT32: return v->u64 <= UINT32_MAX;
+    case NBL_GGUF_BOOL: return v->u64 <= 1;
+    case NBL_GGUF_INT8: return v->i64 >= INT8_MIN && v->i64 <= INT8_MAX;
+    case NBL_GGUF_INT16: return v->i64 >= INT16_MIN && v->i64 <= INT16_MAX;
+    case NBL_GGUF_INT32: return v->i64 >= INT32_MIN && v->i64 <= INT32_MAX;
+    default: return 1;
+    }
+}
+
+/* Validates src and deep-copies it into dst (zeroed on failure). The copy is built as a
+ * value of the same shape, so the serializer handles reader values and writer values alike. */
+static nbl_status wval_copy(nbl_gguf_value *dst, const nbl_gguf_value *src, int depth) {
+    memset(dst, 0, sizeof *dst);
+    if (src->type >= NBL_GGUF_TYPE_COUNT) return NBL_E_ARG;
+    dst->type = src->type;
+    if (src->type == NBL_GGUF_STRING) {
+        if (!src->str.ptr && src->str.len) return NBL_E_ARG;
+        dst->str.ptr = dup_bytes(src->str.ptr, src->str.len);
+        dst->str.len = src->str.len;
+        return dst->str.ptr ? NBL_OK : NBL_E_NOMEM;
+    }
+    if (src->type != NBL_GGUF_ARRAY) {
+        if (!scalar_in_range(src)) return NBL_E_ARG;
+        *dst = *src;
+        return NBL_OK;
+    }
+    if (depth >= GGUF_MAX_DEPTH) return NBL_E_ARG;
+    uint32_t et = src->arr.type;
+    uint64_t n = src->arr.n, bytes;
+    if (et >= NBL_GGUF_TYPE_COUNT) return NBL_E_ARG;
+    dst->arr.type = et;
+    if (n == 0) return NBL_OK;
+    uint64_t esz = et == NBL_GGUF_STRING ? sizeof(nbl_str)
+                 : et == NBL_GGUF_ARRAY  ? sizeof(nbl_gguf_value)
+                                         : nbl_gguf_type_size(et);
+    if (nbl_mul_ovf(n, esz, &bytes) || bytes > SIZE_MAX) return NBL_E_NOMEM;
+    nbl_status s = NBL_OK;
+    if (et == NBL_GGUF_STRING) {
+        if (!src->arr.strs) return NBL_E_ARG;
+        if (!(dst->arr.strs = calloc(1, (size_t)bytes))) return NBL_E_NOMEM;
+        dst->arr.n = n; /* so a partial copy frees what it holds */
+        for (uint64_t i = 0; i < n && !s; i++) {
+            nbl_str in = src->arr.strs[i];
+            if (!in.ptr && in.len) s = NBL_E_ARG;
+            else if (!(dst->arr.strs[i].ptr = dup_bytes(in.ptr, in.len))) s = NBL_E_NOMEM;
+            else dst->arr.strs[i].len = in.len;
+        }
+    } else if (et == NBL_GGUF_ARRAY) {
+        if (!src->arr.items) return NBL_E_ARG;
+        if (!(dst->arr.items = calloc(1, (size_t)bytes))) return NBL_E_NOMEM;
+        dst->arr.n = n;
+        for (uint64_t i = 0; i < n && !s; i++) {
+            if (src->arr.items[i].type != NBL_GGUF_ARRAY) s = NBL_E_ARG;
+            else s = wval_copy(&dst->arr.items[i], &src->arr.items[i], depth + 1);
+        }
+    } else {
+        if (!src->arr.raw) return NBL_E_ARG;
+        uint8_t *raw = malloc((size_t)bytes);
+        if (!raw) return NBL_E_NOMEM;
+        memcpy(raw, src->arr.raw, (size_t)bytes);
+        dst->arr.raw = raw;
+        dst->arr.n = n;
+    }
+    if (s) wval_free(dst);
+    return s;
+}
+
+nbl_status nbl_gguf_writer_set_value(nbl_gguf_writer *w, const char *key, const nbl_gguf_value *v) {
+    if (!w || !key || !v) return NBL_E_ARG;
+    nbl_gguf_value copy;
+    nbl_status s = wval_copy(&copy, v, 0);
+    if (s) return s;
+    for (uint64_t i = 0; i < w->n_kv; i++) {
+        if (nbl_str_eq(w->kv[i].key, key)) {
+            wval_free(&w->kv[i].val);
+            w->kv[i].val = copy;
+            return NBL_OK;
+        }
+    }
+    if (w->n_kv == w->cap_kv) {
+        uint64_t cap = w->cap_kv ? 2 * w->cap_kv : 16;
+        nbl_gguf_kv *kv = cap <= SIZE_MAX / sizeof *kv ? realloc(w->kv, cap * sizeof *kv) : NULL;
+        if (!kv) {
+            wval_free(&copy);
+            return NBL_E_NOMEM;
+        }
+        w->kv = kv;
+        w->cap_kv = cap;
+    }
+    size_t klen = strlen(key);
+    char *k = dup_bytes(key, klen);
+    if (!k) {
+        wval_free(&copy);
+        return NBL_E_NOMEM;
+    }
+    w->kv[w->n_kv].key = (nbl_str){k, klen};
+    w->kv[w->n_kv].val = copy;
+    w->n_kv++;
+    return NBL_OK;
+}
+
+static nbl_status set_scalar(nbl_gguf_writer *w, const char *key, uint32_t type, uint64_t u) {
+    nbl_gguf_value v;
+    memset(&v, 0, sizeof v);
+    v.type = type;
+    v.u64 = u;
+    return nbl_gguf_writer_set_value(w, key, &v);
+}
+
+nbl_status nbl_gguf_writer_set_u32(nbl_gguf_writer *w, const char *key, uint32_t v) {
+    return set_scalar(w, key, NBL_GGUF_UINT32, v);
+}
+nbl_status nbl_gguf_writer_set_i32(nbl_gguf_writer *w, const char *key, int32_t v) {
+    return set_scalar(w, key, NBL_GGUF_INT32, (uint64_t)(int64_t)v);
+}
+nbl_status nbl_gguf_writer_set_u64(nbl_gguf_writer *w, const char *key, uint64_t v) {
+    return set_scalar(w, key, NBL_GGUF_UINT64, v);
+}
+nbl_status nbl_gguf_writer_set_bool(nbl_gguf_writer *w, const char *key, bool v) {
+    return set_scalar(w, key, NBL_GGUF_BOOL, v ? 1 : 0);
+}
+nbl_status nbl_gguf_writer_set_f32(nbl_gguf_writer *w, const char *key, float v) {
+    nbl_gguf_value x;
+    memset(&x, 0, sizeof x);
+    x.type = NBL_GGUF_FLOAT32;
+    x.f64 = v;
+    return nbl_gguf_writer_set_value(w, key, &x);
+}
+nbl_status nbl_gguf_writer_set_str(nbl_gguf_writer *w, const char *key, const char *v) {
+    if (!v) return NBL_E_ARG;
+    nbl_gguf_value x;
+    memset(&x, 0, sizeof x);
+    x.type = NBL_GGUF_STRING;
+    x.str = (nbl_str){v, strlen(v)};
+    return nbl_gguf_writer_set_value(w, key, &x);
+}
+
+nbl_status nbl_gguf_writer_set_arr(nbl_gguf_writer *w, const char *key, uint32_t elem_type,
+                                   const void *data, uint64_t n) {
+    if (!nbl_gguf_type_size(elem_type)) return NBL_E_ARG;
+    nbl_gguf_value x;
+    memset(&x, 0, sizeof x);
+    x.type = NBL_GGUF_ARRAY;
+    x.arr.type = elem_type;
+    x.arr.n = n;
+    x.arr.raw = data;
+    return nbl_gguf_writer_set_value(w, key, &x);
+}
+
+nbl_status nbl_gguf_writer_set_arr_str(nbl_gguf_writer *w, const char *key,
+                                       const char *const *strs, uint64_t n) {
+    if (!w || !key || (!strs && n)) return NBL_E_ARG;
+    if (n > SIZE_MAX / sizeof(nbl_str)) return NBL_E_NOMEM;
+    nbl_str *tmp = n ? malloc((size_t)n * sizeof(nbl_str)) : NULL;
+    if (n && !tmp) return NBL_E_NOMEM;
+    nbl_status s = NBL_OK;
+    for (uint64_t i = 0; i < n && !s; i++) {
+        if (!strs[i]) s = NBL_E_ARG;
+        else tmp[i] = (nbl_str){strs[i], strlen(strs[i])};
+    }
+    if (!s) {
+        nbl_gguf_value x;
+        memset(&x, 0, sizeof x);
+        x.type = NBL_GGUF_ARRAY;
+        x.arr.type = NBL_GGUF_STRING;
+        x.arr.n = n;
+        x.arr.strs = tmp;
+        s = nbl_gguf_writer_set_value(w, key, &x);
+    }
+    free(tmp);
+    return s;
+}
+
+nbl_status nbl_gguf_writer_add_tensor(nbl_gguf_writer *w, const char *name, uint32_t type,
+                                      uint32_t n_dims, const int64_t *ne, const void *data) {
+    if (!w || !name || !ne || !data || n_dims < 1 || n_dims > 4) return NBL_E_ARG;
+    const nbl_type_traits *tr = nbl_type_traits_get(type);
+    if (!tr) return NBL_E_ARG;
+    wtensor t;
+    memset(&t, 0, sizeof t);
+    t.type = type;
+    t.n_dims = n_dims;
+    uint64_t nel = 1;
+    for (uint32_t d = 0; d < 4; d++) {
+        t.ne[d] = d < n_dims ? ne[d] : 1;
+        if (t.ne[d] < 1 || nbl_mul_ovf(nel, (uint64_t)t.ne[d], &nel) || nel > (uint64_t)INT64_MAX)
+            return NBL_E_ARG;
+    }
+    if (t.ne[0] % tr->blck) return NBL_E_ARG;
+    uint64_t nb;
+    if (nbl_mul_ovf((uint64_t)t.ne[0] / (uint64_t)tr->blck, (uint64_t)tr->type_size, &nb) ||
+        nbl_mul_ovf(nb, (uint64_t)t.ne[1], &nb) || nbl_mul_ovf(nb, (uint64_t)t.ne[2], &nb) ||
+        nbl_mul_ovf(nb, (uint64_t)t.ne[3], &nb) || nb > SIZE_MAX)
+        return NBL_E_ARG;
+    t.nbytes = nb;
+    t.data = data;
+    for (uint64_t i = 0; i < w->n_t; i++)
+        if (strcmp(w->t[i].name, name) == 0) return NBL_E_ARG;
+    if (w->n_t == w->cap_t) {
+        uint64_t cap = w->cap_t ? 2 * w->cap_t : 64;
+        wtensor *nt = cap <= SIZE_MAX / sizeof *nt ? realloc(w->t, cap * sizeof *nt) : NULL;
+        if (!nt) return NBL_E_NOMEM;
+        w->t = nt;
+        w->cap_t = cap;
+    }
+    if (!(t.name = dup_bytes(name, strlen(name)))) return NBL_E_NOMEM;
+    w->t[w->n_t++] = t;
+    return NBL_OK;
+}
+
+/* Serialization goes through a sink that counts (neither buf nor f), fills a buffer, or
+ * streams to a file, so the sizes computed and the bytes written cannot disagree. */
+typedef struct sink {
+    uint8_t *buf;
+    FILE *f;
+    uint64_t pos;
+    int failed;
+} sink;
+
+static void put(sink *k, const void *p, uint64_t n) {
+    if (!n) return;
+    if (k->buf) memcpy(k->buf + k->pos, p, (size_t)n);
+    else if (k->f && !k->failed && fwrite(p, 1, (size_t)n, k->f) != n) k->failed = 1;
+    k->pos += n;
+}
+
+static void put_le(sink *k, uint64_t v, unsigned n) {
+    uint8_t b[8];
+    for (unsigned i = 0; i < n; i++) b[i] = (uint8_t)(v >> (8 * i));
+    put(k, b, n);
+}
+
+static void put_str(sink *k, nbl_str s) {
+    put_le(k, s.len, 8);
+    put(k, s.ptr, s.len);
+}
+
+static void put_zeros(sink *k, uint64_t n) {
+    static const uint8_t z[256];
+    while (n) {
+        uint64_t c = n < sizeof z ? n : sizeof z;
+        put(k, z, c);
+        n -= c;
+    }
+}
+
+static void put_value(sink *k, const nbl_gguf_value *v) {
+    uint32_t sz = nbl_gguf_type_size(v->type);
+    if (v->type == NBL_GGUF_STRING) {
+        put_str(k, v->str);
+    } else if (v->type == NBL_GGUF_ARRAY) {
+        put_le(k, v->arr.type, 4);
+        put_le(k, v->arr.n, 8);
+        if (v->arr.type == NBL_GGUF_STRING)
+            for (uint64_t i = 0; i < v->arr.n; i++) put_str(k, v->arr.strs[i]);
+        else if (v->arr.type == NBL_GGUF_ARRAY)
+            for (uint64_t i = 0; i < v->arr.n; i++) put_value(k, &v->arr.items[i]);
+        else
+            put(k, v->arr.raw, v->arr.n * nbl_gguf_type_size(v->arr.type));
+    } else if (v->type == NBL_GGUF_FLOAT32) {
+        float f = (float)v->f64;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        put_le(k, u, 4);
+    } else if (v->type == NBL_GGUF_FLOAT64) {
+        uint64_t u;
+        memcpy(&u, &v->f64, 8);
+        put_le(k, u, 8);
+    } else {
+        put_le(k, v->u64, sz); /* two's complement: i64 and u64 share the low bytes */
+    }
+}
+
+/* Alignment from general.alignment (uint32, a nonzero power of two) or the default. */
+static nbl_status writer_alignment(const nbl_gguf_writer *w, uint64_t *align, nbl_error *err) {
+    *align = GGUF_DEFAULT_ALIGNMENT;
+    for (uint64_t i = 0; i < w->n_kv; i++) {
+        if (!nbl_str_eq(w->kv[i].key, "general.alignment")) continue;
+        const nbl_gguf_value *v = &w->kv[i].val;
+        if (v->type != NBL_GGUF_UINT32 || v->u64 == 0 || (v->u64 & (v->u64 - 1)))
+            return nbl_set_err(err, NBL_E_ARG,
+                               "gguf: key 'general.alignment' must be a uint32 power of two");
+        *align = v->u64;
+    }
+    return NBL_OK;
+}
+
+static uint64_t pad_to(uint64_t pos, uint64_t a) { return (a - pos % a) % a; }
+
+/* Lays out tensor offsets; returns the data section's size, or fails if it overflows. */
+static nbl_status layout(nbl_gguf_writer *w, uint64_t align, uint64_t *data_size, nbl_error *err) {
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < w->n_t; i++) {
+        w->t[i].offset = off;
+        if (nbl_add_ovf(off, w->t[i].nbytes, &off) || nbl_add_ovf(off, pad_to(off, align), &off))
+            return nbl_set_err(err, NBL_E_NOMEM, "gguf: tensor data too large");
+    }
+    *data_size = off;
+    return NBL_OK;
+}
+
+static void serialize(const nbl_gguf_writer *w, uint64_t align, sink *k) {
+    put(k, GGUF_MAGIC, 4);
+    put_le(k, 3, 4);
+    put_le(k, w->n_t, 8);
+    put_le(k, w->n_kv, 8);
+    for (uint64_t i = 0; i < w->n_kv; i++) {
+        put_str(k, w->kv[i].key);
+        put_le(k, w->kv[i].val.type, 4);
+        put_value(k, &w->kv[i].val);
+    }
+    for (uint64_t i = 0; i < w->n_t; i++) {
+        const wtensor *t = &w->t[i];
+        put_str(k, (nbl_str){t->name, strlen(t->name)});
+        put_le(k, t->n_dims, 4);
+        for (uint32_t d = 0; d < t->n_dims; d++) put_le(k, (uint64_t)t->ne[d], 8);
+        put_le(k, t->type, 4);
+        put_le(k, t->offset, 8);
+    }
+    put_zeros(k, pad_to(k->pos, align));
+    for (uint64_t i = 0; i < w->n_t; i++) {
+        put(k, w->t[i].data, w->t[i].nbytes);
+        put_zeros(k, pad_to(w->t[i].nbytes, align));
+    }
+}
+
+nbl_status nbl_gguf_writer_write_mem(nbl_gguf_writer *w, uint8_t **out, size_t *size,
+                                     nbl_error *err) {
+    if (!w || !out || !size) return nbl_set_err(err, NBL_E_ARG, "gguf: NULL argument");
+    *out = NULL;
+    *size = 0;
+    uint64_t align, data_size;
+    nbl_status s = writer_alignment(w, &align, err);
+    if (!s) s = layout(w, align, &data_size, err);
+    if (s) return s;
+    sink count = {0};
+    serialize(w, align, &count);
+    if (count.pos > SIZE_MAX) return nbl_set_err(err, NBL_E_NOMEM, "gguf: output too large");
+    sink k = {.buf = malloc(count.pos ? (size_t)count.pos : 1)};
+    if (!k.buf) return nbl_set_err(err, NBL_E_NOMEM, "gguf: out of memory for %llu bytes",
+                                   (unsigned long long)count.pos);
+    serialize(w, align, &k);
+    NBL_ASSERT(k.pos == count.pos);
+    *out = k.buf;
+    *size = (size_t)k.pos;
+    return NBL_OK;
+}
+
+/* Writes to a temporary file beside path and renames it into place, so a failure never
+ * leaves a partial file under the final name. */
+nbl_status nbl_gguf_writer_write_file(nbl_gguf_writer *w, const char *path, nbl_error *err) {
+    if (!w || !path) return nbl_set_err(err, NBL_E_ARG, "gguf: NULL argument");
+    uint64_t align, data_size;
+    nbl_status s = writer_alignment(w, &align, err);
+    if (!s) s = layout(w, align, &data_size, err);
+    if (s) return s;
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) return nbl_set_err(err, NBL_E_NOMEM, "gguf: out of memory");
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        s = nbl_set_err(err, NBL_E_IO, "gguf: cannot create a temporary file for '%s': %s", path,
+                        strerror(errno));
+        free(tmp);
+        return s;
+    }
+    fchmod(fd, 0644); /* mkstemp's 0600 would make a model file private to its writer */
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return nbl_set_err(err, NBL_E_IO, "gguf: cannot write '%s': %s", path, strerror(e));
+    }
+    sink k = {.f = f};
+    errno = 0;
+    serialize(w, align, &k);
+    int e = 0;
+    if (k.failed || fflush(f) != 0 || fsync(fd) != 0) e = errno ? errno : EIO;
+    if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
+    if (!e && rename(tmp, path) != 0) e = errno;
+    if (e) {
+        unlink(tmp);
+        s = nbl_set_err(err, NBL_E_IO, "gguf: cannot write '%s': %s", path, strerror(e));
+    }
+    free(tmp);
+    return s;
+}
