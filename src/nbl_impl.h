@@ -272,9 +272,36 @@ const nbl_json *nbl_json_at(const nbl_json *j, size_t i);
 /* Reads a whole file into a NUL-terminated malloc'd buffer; NULL with err on failure. */
 char *nbl_read_file(const char *path, size_t *len, nbl_error *err);
 
+/* ---- chat.c: chat templates ---------------------------------------------------------------- */
+
+/* Values of the template variables besides messages; a NULL field takes the family's usual
+ * value (bos "<|begin_of_text|>" for Llama 3, "<bos>" for Gemma 2; eos "<|endoftext|>"). */
+typedef struct nbl_chat_render_opts {
+    const char *bos_token;
+    const char *eos_token;
+    const char *date_string; /* Llama 3 "Today Date"; NULL: today as "26 Jul 2024" (or that
+                              * fixed date for a Llama 3.1 template, which has no clock) */
+} nbl_chat_render_opts;
+
+/* Canonical family name ("qwen2.5", "chatml", "llama3", "llama3.0", "phi3", "gemma2") of a
+ * tokenizer.chat_template source; "chatml" with *recognised = 0 when none matches (or NULL). */
+const char *nbl_chat_detect(const char *template_text, int *recognised);
+
+/* Renders msgs with the family named by template_name (when not NULL) or recognised from
+ * template_text (ChatML when NULL or unrecognised). *out is malloc'd, NUL-terminated, *out_len
+ * its length (out_len may be NULL). When tmpl_ranges is not NULL it receives a malloc'd, ordered
+ * list of the byte ranges written by the template itself (everything but message roles and
+ * contents): the only places where control tokens may be recognised. Template-raised errors
+ * (Gemma 2's "System role not supported") are NBL_E_ARG with the template's message. */
+nbl_status nbl_chat_render_ex(const char *template_text, const char *template_name,
+                              const nbl_chat_render_opts *opts, const nbl_chat_message *msgs,
+                              int32_t n_msgs, int32_t add_generation_prompt, char **out,
+                              size_t *out_len, nbl_range **tmpl_ranges, size_t *n_ranges,
+                              nbl_error *err);
+
 /* ---- model.c: architecture table, hyperparameters, tensor binding --------------------------- */
 
-enum nbl_rope_mode { NBL_ROPE_NORM = 0 /* adjacent pairs (llama) */, NBL_ROPE_NEOX = 1 /* halves (qwen2) */ };
+enum nbl_rope_mode { NBL_ROPE_NORM = 0 /* adjacent pairs (llama) */, NBL_ROPE_NEOX = 2 /* halves (qwen2); ggml's values */ };
 
 typedef struct nbl_hparams {
     int32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;

@@ -1,0 +1,337 @@
+/* model.c — turns a parsed GGUF into a runnable model: reads the architecture's hyperparameters,
+ * binds and shape-checks every tensor, and rejects missing or inconsistent metadata with a message
+ * that names the key or tensor at fault. The arch table is the one place to add architectures. */
+#include "nbl_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct arch_def {
+    const char *name;
+    int32_t rope_mode;
+    int32_t qkv_bias; /* 1: q/k/v biases expected (loaded when present either way) */
+} arch_def;
+
+static const arch_def ARCHS[] = {
+    {"qwen2", NBL_ROPE_NEOX, 1},
+    {"llama", NBL_ROPE_NORM, 0},
+};
+
+void nbl_model_options_init(nbl_model_options *opt) {
+    memset(opt, 0, sizeof *opt);
+}
+
+const nbl_vocab *nbl_model_vocab(const nbl_model *m) { return m ? m->vocab : NULL; }
+const nbl_gguf *nbl_model_gguf(const nbl_model *m) { return m ? m->gguf : NULL; }
+const char *nbl_model_chat_template(const nbl_model *m) { return m ? m->chat_template : NULL; }
+
+static char *dup_str(nbl_str s) {
+    char *r = malloc(s.len + 1);
+    if (!r) return NULL;
+    memcpy(r, s.ptr, s.len);
+    r[s.len] = 0;
+    return r;
+}
+
+/* Reads an integer hyperparameter "<arch>.<suffix>"; required ones fail when absent. */
+static nbl_status get_hp_int(const nbl_model *m, const char *suffix, int required, int64_t lo,
+                             int64_t hi, int32_t *out, nbl_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", m->arch, suffix);
+    int64_t v;
+    int r = nbl_gguf_get_int(m->gguf, key, &v, err);
+    if (r < 0) return NBL_E_FORMAT;
+    if (r == 0) {
+        if (required) return nbl_set_err(err, NBL_E_FORMAT, "model: missing metadata key '%s'", key);
+        return NBL_OK;
+    }
+    if (v < lo || v > hi)
+        return nbl_set_err(err, NBL_E_FORMAT, "model: '%s' = %lld is out of range [%lld, %lld]", key,
+                           (long long)v, (long long)lo, (long long)hi);
+    *out = (int32_t)v;
+    return NBL_OK;
+}
+
+static nbl_status get_hp_float(const nbl_model *m, const char *suffix, float dflt, double lo,
+                               double hi, float *out, nbl_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", m->arch, suffix);
+    double v;
+    int r = nbl_gguf_get_float(m->gguf, key, &v, err);
+    if (r < 0) return NBL_E_FORMAT;
+    if (r == 0) v = dflt;
+    if (!(v >= lo && v <= hi))
+        return nbl_set_err(err, NBL_E_FORMAT, "model: '%s' = %g is out of range [%g, %g]", key, v,
+                           lo, hi);
+    *out = (float)v;
+    return NBL_OK;
+}
+
+static nbl_status read_hparams(nbl_model *m, nbl_error *err) {
+    nbl_hparams *hp = &m->hp;
+    nbl_status st;
+    const int64_t BIG = 1 << 24;
+    if ((st = get_hp_int(m, "embedding_length", 1, 1, BIG, &hp->n_embd, err))) return st;
+    if ((st = get_hp_int(m, "block_count", 1, 1, 4096, &hp->n_layer, err))) return st;
+    if ((st = get_hp_int(m, "feed_forward_length", 1, 1, BIG, &hp->n_ff, err))) return st;
+    if ((st = get_hp_int(m, "attention.head_count", 1, 1, 4096, &hp->n_head, err))) return st;
+    hp->n_head_kv = hp->n_head;
+    if ((st = get_hp_int(m, "attention.head_count_kv", 0, 1, 4096, &hp->n_head_kv, err))) return st;
+    hp->n_ctx_train = 2048;
+    if ((st = get_hp_int(m, "context_length", 0, 1, 1 << 30, &hp->n_ctx_train, err))) return st;
+    if (hp->n_head % hp->n_head_kv)
+        return nbl_set_err(err, NBL_E_FORMAT,
+                           "model: %s.attention.head_count (%d) is not a multiple of head_count_kv (%d)",
+                           m->arch, hp->n_head, hp->n_head_kv);
+    /* key_length overrides this; without it the heads must split the embedding evenly. */
+    hp->head_dim = hp->n_embd % hp->n_head ? 0 : hp->n_embd / hp->n_head;
+    if ((st = get_hp_int(m, "attention.key_length", 0, 1, 65536, &hp->head_dim, err))) return st;
+    if (hp->head_dim <= 0)
+        return nbl_set_err(err, NBL_E_FORMAT,
+                           "model: %s.embedding_length (%d) is not a multiple of head_count (%d) and "
+                           "%s.attention.key_length is absent",
+                           m->arch, hp->n_embd, hp->n_head, m->arch);
+    int32_t vlen = hp->head_dim;
+    if ((st = get_hp_int(m, "attention.value_length", 0, 1, 65536, &vlen, err))) return st;
+    if (vlen != hp->head_dim)
+        return nbl_set_err(err, NBL_E_UNSUPPORTED,
+                           "model: %s.attention.value_length (%d) differs from key_length (%d)", m->arch,
+                           vlen, hp->head_dim);
+    if (hp->head_dim % 2)
+        return nbl_set_err(err, NBL_E_FORMAT, "model: head dimension %d is odd, rope needs pairs",
+                           hp->head_dim);
+    int32_t rope_dims = hp->head_dim;
+    if ((st = get_hp_int(m, "rope.dimension_count", 0, 1, 65536, &rope_dims, err))) return st;
+    if (rope_dims != hp->head_dim)
+        return nbl_set_err(err, NBL_E_UNSUPPORTED,
+                           "model: %s.rope.dimension_count (%d) != head dimension (%d): partial rope is "
+                           "not supported",
+                           m->arch, rope_dims, hp->head_dim);
+    if ((st = get_hp_float(m, "rope.freq_base", 10000.0f, 1.0, 1e12, &hp->rope_theta, err))) return st;
+    if ((st = get_hp_float(m, "attention.layer_norm_rms_epsilon", 1e-5f, 1e-12, 1.0, &hp->rms_eps, err)))
+        return st;
+    return NBL_OK;
+}
+
+/* Binds a matrix and checks its shape: ne0 = input width, ne1 = output rows. */
+static nbl_status bind_matrix(nbl_model *m, const char *name, int64_t ne0, int64_t ne1, int required,
+                              nbl_weight *w, nbl_error *err) {
+    const nbl_gguf_tensor *t = nbl_gguf_find_tensor(m->gguf, name);
+    memset(w, 0, sizeof *w);
+    if (!t) {
+        if (required) return nbl_set_err(err, NBL_E_FORMAT, "model: missing tensor '%s'", name);
+        return NBL_OK;
+    }
+    const nbl_type_traits *tr = nbl_type_traits_get(t->type);
+    if (!tr || !tr->supported)
+        return nbl_set_err(err, NBL_E_UNSUPPORTED, "model: tensor '%s' has unsupported type %s (%u)",
+                           name, tr ? tr->name : "unknown", t->type);
+    if (t->n_dims > 2 || t->ne[0] != ne0 || (ne1 >= 0 && t->ne[1] != ne1))
+        return nbl_set_err(err, NBL_E_FORMAT,
+                           "model: tensor '%s' has shape [%lld, %lld, %lld] but [%lld, %lld] was expected",
+                           name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                           (long long)ne0, (long long)ne1);
+    w->data = t->data;
+    w->type = t->type;
+    w->ne0 = t->ne[0];
+    w->ne1 = t->ne[1];
+    w->name = t->name.ptr; /* names in the reader are NUL-free slices; kept for messages only */
+    return NBL_OK;
+}
+
+/* Small 1-D tensors (norms, biases, rope factors) are converted to f32 copies at load: they are a
+ * few KiB, and the kernels then never branch on their type. */
+static nbl_status bind_vector(nbl_model *m, const char *name, int64_t n, int required, float **slot,
+                              float **pool, nbl_error *err) {
+    const nbl_gguf_tensor *t = nbl_gguf_find_tensor(m->gguf, name);
+    *slot = NULL;
+    if (!t) {
+        if (required) return nbl_set_err(err, NBL_E_FORMAT, "model: missing tensor '%s'", name);
+        return NBL_OK;
+    }
+    const nbl_type_traits *tr = nbl_type_traits_get(t->type);
+    if (!tr || !tr->supported)
+        return nbl_set_err(err, NBL_E_UNSUPPORTED, "model: tensor '%s' has unsupported type %s (%u)",
+                           name, tr ? tr->name : "unknown", t->type);
+    if (t->n_dims != 1 || t->ne[0] != n)
+        return nbl_set_err(err, NBL_E_FORMAT,
+                           "model: tensor '%s' has shape [%lld, %lld] but [%lld] was expected", name,
+                           (long long)t->ne[0], (long long)t->ne[1], (long long)n);
+    nbl_dequant_row(t->type, t->data, *pool, n);
+    *slot = *pool;
+    *pool += n;
+    return NBL_OK;
+}
+
+static nbl_status bind_tensors(nbl_model *m, nbl_error *err) {
+    nbl_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, HD = hp->head_dim;
+    const int64_t QD = (int64_t)hp->n_head * HD, KD = (int64_t)hp->n_head_kv * HD;
+    nbl_status st;
+    const nbl_gguf_tensor *te = nbl_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!te) return nbl_set_err(err, NBL_E_FORMAT, "model: missing tensor 'token_embd.weight'");
+    if (te->ne[1] < 1 || te->ne[1] > (1 << 24))
+        return nbl_set_err(err, NBL_E_FORMAT, "model: tensor 'token_embd.weight' has %lld rows",
+                           (long long)te->ne[1]);
+    hp->n_vocab = (int32_t)te->ne[1];
+    if ((st = bind_matrix(m, "token_embd.weight", E, hp->n_vocab, 1, &m->tok_embd, err))) return st;
+    if ((st = bind_matrix(m, "output.weight", E, hp->n_vocab, 0, &m->output, err))) return st;
+    if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+
+    /* Every small vector in one allocation: per layer 2 norms + 3 biases, plus output norm and
+     * rope factors. */
+    uint64_t per_layer = (uint64_t)2 * E + QD + 2 * KD;
+    uint64_t total = per_layer * (uint64_t)hp->n_layer + (uint64_t)E + (uint64_t)HD;
+    m->owned = malloc(total * sizeof(float));
+    m->layers = calloc((size_t)hp->n_layer, sizeof(nbl_layer));
+    if (!m->owned || !m->layers) return nbl_set_err(err, NBL_E_NOMEM, "model: out of memory");
+    float *pool = m->owned;
+    if ((st = bind_vector(m, "output_norm.weight", E, 1, &m->output_norm, &pool, err))) return st;
+    if ((st = bind_vector(m, "rope_freqs.weight", HD / 2, 0, &m->rope_freqs, &pool, err))) return st;
+    for (int32_t i = 0; i < hp->n_layer; i++) {
+        nbl_layer *L = &m->layers[i];
+        char n[96];
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d." s, (int)i), n)
+        if ((st = bind_vector(m, NAME("attn_norm.weight"), E, 1, &L->attn_norm, &pool, err))) return st;
+        if ((st = bind_matrix(m, NAME("attn_q.weight"), E, QD, 1, &L->wq, err))) return st;
+        if ((st = bind_matrix(m, NAME("attn_k.weight"), E, KD, 1, &L->wk, err))) return st;
+        if ((st = bind_matrix(m, NAME("attn_v.weight"), E, KD, 1, &L->wv, err))) return st;
+        if ((st = bind_matrix(m, NAME("attn_output.weight"), QD, E, 1, &L->wo, err))) return st;
+        if ((st = bind_vector(m, NAME("attn_q.bias"), QD, 0, &L->bq, &pool, err))) return st;
+        if ((st = bind_vector(m, NAME("attn_k.bias"), KD, 0, &L->bk, &pool, err))) return st;
+        if ((st = bind_vector(m, NAME("attn_v.bias"), KD, 0, &L->bv, &pool, err))) return st;
+        if ((st = bind_vector(m, NAME("ffn_norm.weight"), E, 1, &L->ffn_norm, &pool, err))) return st;
+        if ((st = bind_matrix(m, NAME("ffn_gate.weight"), E, hp->n_ff, 1, &L->w_gate, err))) return st;
+        if ((st = bind_matrix(m, NAME("ffn_up.weight"), E, hp->n_ff, 1, &L->w_up, err))) return st;
+        if ((st = bind_matrix(m, NAME("ffn_down.weight"), hp->n_ff, E, 1, &L->w_down, err))) return st;
+#undef NAME
+    }
+    return NBL_OK;
+}
+
+static nbl_status model_init(nbl_model *m, const nbl_model_options *opt, nbl_error *err) {
+    nbl_status st;
+    nbl_str s;
+    int r = nbl_gguf_get_str(m->gguf, "general.architecture", &s, err);
+    if (r < 0) return NBL_E_FORMAT;
+    if (r == 0 && !opt->vocab_only)
+        return nbl_set_err(err, NBL_E_FORMAT, "model: missing metadata key 'general.architecture'");
+    m->arch = r > 0 ? dup_str(s) : dup_str((nbl_str){"", 0});
+    r = nbl_gguf_get_str(m->gguf, "general.name", &s, NULL);
+    m->name = dup_str(r > 0 ? s : (nbl_str){"", 0});
+    r = nbl_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, NULL);
+    if (r > 0) m->chat_template = dup_str(s);
+    if (!m->arch || !m->name || (r > 0 && !m->chat_template))
+        return nbl_set_err(err, NBL_E_NOMEM, "model: out of memory");
+    m->vocab_only = opt->vocab_only;
+    m->n_threads = opt->n_threads;
+    if (nbl_gguf_find(m->gguf, "tokenizer.ggml.model")) {
+        if ((st = nbl_vocab_load(m->gguf, &m->vocab, err))) return st;
+    } else if (opt->vocab_only) {
+        return nbl_set_err(err, NBL_E_FORMAT, "model: missing metadata key 'tokenizer.ggml.model'");
+    }
+    if (opt->vocab_only) return NBL_OK;
+
+    const arch_def *a = NULL;
+    for (size_t i = 0; i < sizeof ARCHS / sizeof ARCHS[0]; i++)
+        if (!strcmp(ARCHS[i].name, m->arch)) a = &ARCHS[i];
+    if (!a)
+        return nbl_set_err(err, NBL_E_UNSUPPORTED,
+                           "model: architecture '%s' is not supported (supported: qwen2, llama)", m->arch);
+    m->hp.rope_mode = a->rope_mode;
+    if ((st = read_hparams(m, err))) return st;
+    if ((st = bind_tensors(m, err))) return st;
+    /* The vocabulary may be smaller than the embedding (real files pad rows), never larger. */
+    if (m->vocab && nbl_vocab_size(m) > m->hp.n_vocab)
+        return nbl_set_err(err, NBL_E_FORMAT,
+                           "model: tokenizer has %d tokens but 'token_embd.weight' only %d rows",
+                           nbl_vocab_size(m), m->hp.n_vocab);
+    return NBL_OK;
+}
+
+static nbl_status open_common(nbl_gguf *g, const nbl_model_options *opt, nbl_model **out,
+                              nbl_error *err) {
+    nbl_model_options dflt;
+    if (!opt) {
+        nbl_model_options_init(&dflt);
+        opt = &dflt;
+    }
+    nbl_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        nbl_gguf_free(g);
+        return nbl_set_err(err, NBL_E_NOMEM, "model: out of memory");
+    }
+    m->gguf = g;
+    nbl_status st = model_init(m, opt, err);
+    if (st) {
+        nbl_model_free(m);
+        return st;
+    }
+    *out = m;
+    return NBL_OK;
+}
+
+nbl_status nbl_model_open_file(const char *path, const nbl_model_options *opt, nbl_model **out,
+                               nbl_error *err) {
+    if (!path || !out) return nbl_set_err(err, NBL_E_ARG, "model: path and out are required");
+    *out = NULL;
+    nbl_gguf *g;
+    nbl_status st = nbl_gguf_open_file(path, &g, err);
+    if (st) return st;
+    return open_common(g, opt, out, err);
+}
+
+nbl_status nbl_model_open_buffer(const void *data, size_t size, const nbl_model_options *opt,
+                                 nbl_model **out, nbl_error *err) {
+    if (!data || !out) return nbl_set_err(err, NBL_E_ARG, "model: data and out are required");
+    *out = NULL;
+    nbl_gguf *g;
+    nbl_status st = nbl_gguf_open_buffer(data, size, &g, err);
+    if (st) return st;
+    return open_common(g, opt, out, err);
+}
+
+void nbl_model_free(nbl_model *m) {
+    if (!m) return;
+    nbl_vocab_free(m->vocab);
+    nbl_gguf_free(m->gguf);
+    free(m->arch);
+    free(m->name);
+    free(m->chat_template);
+    free(m->owned);
+    free(m->layers);
+    free(m);
+}
+
+static int32_t find_token(const nbl_model *m, const char *key) {
+    int64_t v;
+    if (nbl_gguf_get_int(m->gguf, key, &v, NULL) == 1 && v >= 0 && v < INT32_MAX) return (int32_t)v;
+    return -1;
+}
+
+void nbl_model_get_info(const nbl_model *m, nbl_model_info *info) {
+    memset(info, 0, sizeof *info);
+    const nbl_hparams *hp = &m->hp;
+    info->arch = m->arch;
+    info->name = m->name;
+    info->n_vocab = m->vocab_only ? nbl_vocab_size(m) : hp->n_vocab;
+    info->n_ctx_train = hp->n_ctx_train;
+    info->n_embd = hp->n_embd;
+    info->n_layer = hp->n_layer;
+    info->n_head = hp->n_head;
+    info->n_head_kv = hp->n_head_kv;
+    info->head_dim = hp->head_dim;
+    info->n_ff = hp->n_ff;
+    info->bos = find_token(m, "tokenizer.ggml.bos_token_id");
+    info->eos = find_token(m, "tokenizer.ggml.eos_token_id");
+    info->eot = find_token(m, "tokenizer.ggml.eot_token_id");
+    if (info->eot < 0) info->eot = info->eos;
+    bool b = false;
+    info->add_bos = nbl_gguf_get_bool(m->gguf, "tokenizer.ggml.add_bos_token", &b, NULL) == 1 ? b : 0;
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        const nbl_gguf_tensor *t = &m->gguf->tensors[i];
+        info->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+        info->weight_bytes += t->nbytes;
+    }
+}

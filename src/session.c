@@ -1,0 +1,137 @@
+/* session.c — a conversation's state on one model: the KV cache, the tokens in it, and the logits
+ * of the last evaluation. Prefill runs in chunks of n_batch tokens; decode is a chunk of one. */
+#include "cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct nbl_session {
+    nbl_model *model;
+    nbl_graph graph;
+    nbl_kv kv;
+    nbl_cpu_scratch scratch;
+    nbl_threadpool *tp;
+    int32_t n_ctx, n_batch, pos;
+    int32_t *tokens;     /* [n_ctx] */
+    float *logits;       /* [logits_cap][n_vocab] */
+    int32_t logits_cap;  /* rows allocated */
+    int32_t logits_rows; /* rows valid from the last eval */
+};
+
+void nbl_session_options_init(nbl_session_options *opt) { memset(opt, 0, sizeof *opt); }
+
+nbl_status nbl_session_new(nbl_model *model, const nbl_session_options *opt, nbl_session **out,
+                           nbl_error *err) {
+    if (!model || !out) return nbl_set_err(err, NBL_E_ARG, "session: model and out are required");
+    *out = NULL;
+    if (model->vocab_only)
+        return nbl_set_err(err, NBL_E_STATE, "session: the model was opened vocab-only");
+    nbl_session_options d;
+    if (!opt) {
+        nbl_session_options_init(&d);
+        opt = &d;
+    }
+    if (opt->n_ctx < 0 || opt->n_batch < 0 || opt->n_threads < 0)
+        return nbl_set_err(err, NBL_E_ARG, "session: negative n_ctx, n_batch or n_threads");
+    nbl_session *s = calloc(1, sizeof *s);
+    if (!s) return nbl_set_err(err, NBL_E_NOMEM, "session: out of memory");
+    s->model = model;
+    const nbl_hparams *hp = &model->hp;
+    s->n_ctx = opt->n_ctx ? opt->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    s->n_batch = opt->n_batch ? opt->n_batch : 256;
+    if (s->n_batch > s->n_ctx) s->n_batch = s->n_ctx;
+    int32_t nt = opt->n_threads ? opt->n_threads : model->n_threads;
+    nbl_status st;
+    if ((st = nbl_graph_build(model, &s->graph, err))) goto fail;
+    if ((st = nbl_kv_init(&s->kv, hp, s->n_ctx, err))) goto fail;
+    s->tp = nbl_threadpool_new(nt);
+    if (!s->tp) {
+        st = nbl_set_err(err, NBL_E_NOMEM, "session: cannot start worker threads");
+        goto fail;
+    }
+    nt = nbl_threadpool_size(s->tp);
+    if ((st = nbl_cpu_scratch_init(&s->scratch, &s->graph, s->n_batch, s->n_ctx, nt, err))) goto fail;
+    s->tokens = malloc((size_t)s->n_ctx * sizeof(int32_t));
+    s->logits_cap = 1;
+    s->logits = malloc((size_t)hp->n_vocab * sizeof(float));
+    if (!s->tokens || !s->logits) {
+        st = nbl_set_err(err, NBL_E_NOMEM, "session: out of memory");
+        goto fail;
+    }
+    *out = s;
+    return NBL_OK;
+fail:
+    nbl_session_free(s);
+    return st;
+}
+
+void nbl_session_free(nbl_session *s) {
+    if (!s) return;
+    nbl_graph_free(&s->graph);
+    nbl_kv_free(&s->kv);
+    nbl_cpu_scratch_free(&s->scratch);
+    nbl_threadpool_free(s->tp);
+    free(s->tokens);
+    free(s->logits);
+    free(s);
+}
+
+nbl_status nbl_session_eval(nbl_session *s, const int32_t *tokens, int32_t n, int32_t logits_all,
+                            nbl_error *err) {
+    if (!s || (!tokens && n)) return nbl_set_err(err, NBL_E_ARG, "eval: session and tokens are required");
+    if (n <= 0) return nbl_set_err(err, NBL_E_ARG, "eval: no tokens to evaluate");
+    if (n > s->n_ctx - s->pos)
+        return nbl_set_err(err, NBL_E_CONTEXT,
+                           "eval: %d tokens do not fit: %d of %d context positions are used", n,
+                           s->pos, s->n_ctx);
+    const int32_t V = s->model->hp.n_vocab;
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return nbl_set_err(err, NBL_E_ARG, "eval: token id %d is outside the vocabulary [0, %d)",
+                               tokens[i], V);
+    const int32_t rows = logits_all ? n : 1;
+    if (rows > s->logits_cap) {
+        float *l = realloc(s->logits, (size_t)rows * V * sizeof(float));
+        if (!l) return nbl_set_err(err, NBL_E_NOMEM, "eval: cannot hold %d rows of logits", rows);
+        s->logits = l;
+        s->logits_cap = rows;
+    }
+    s->logits_rows = 0;
+    const int32_t start = s->pos;
+    for (int32_t done = 0; done < n;) {
+        const int32_t T = n - done < s->n_batch ? n - done : s->n_batch;
+        const bool last = done + T == n;
+        /* Chunks before the last skip the output head unless every row's logits are wanted. */
+        float *dst = logits_all ? s->logits + (size_t)done * V : last ? s->logits : NULL;
+        nbl_status st = nbl_cpu_forward(s->model, &s->graph, s->tp, &s->kv, &s->scratch,
+                                        tokens + done, T, s->pos, logits_all, dst, err);
+        if (st) {
+            s->pos = start; /* the cache beyond start holds partial data; it is simply unused */
+            return st;
+        }
+        memcpy(s->tokens + s->pos, tokens + done, (size_t)T * sizeof(int32_t));
+        s->pos += T;
+        done += T;
+    }
+    s->logits_rows = rows;
+    return NBL_OK;
+}
+
+const float *nbl_session_logits(const nbl_session *s, int32_t i) {
+    if (!s || s->logits_rows == 0) return NULL;
+    if (i < 0) i = s->logits_rows - 1;
+    if (i >= s->logits_rows) return NULL;
+    return s->logits + (size_t)i * s->model->hp.n_vocab;
+}
+
+int32_t nbl_session_pos(const nbl_session *s) { return s ? s->pos : 0; }
+int32_t nbl_session_n_ctx(const nbl_session *s) { return s ? s->n_ctx : 0; }
+const int32_t *nbl_session_tokens(const nbl_session *s) { return s ? s->tokens : NULL; }
+
+nbl_status nbl_session_truncate(nbl_session *s, int32_t n_keep) {
+    if (!s) return NBL_E_ARG;
+    if (n_keep < 0 || n_keep > s->pos) return NBL_E_ARG;
+    s->pos = n_keep;
+    s->logits_rows = 0;
+    return NBL_OK;
+}
