@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -539,6 +540,262 @@ static void test_rewrite_fixture(const char *name) {
     nbl_gguf_free(g);
 }
 
+/* ---- 3. malformed files ---------------------------------------------------------------- */
+
+static void put64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Parses a private copy of exactly len bytes, so ASan sees any read past the end. Returns the
+ * status; msg receives the error text. */
+static nbl_status parse_copy(const uint8_t *b, size_t len, char *msg, size_t cap) {
+    uint8_t *c = malloc(len ? len : 1);
+    memcpy(c, b, len);
+    nbl_gguf *g = NULL;
+    nbl_error err = {0};
+    nbl_status s = nbl_gguf_open_buffer(c, len, &g, &err);
+    if (msg) snprintf(msg, cap, "%s", s ? err.msg : "");
+    if (!s) {
+        /* Touch every tensor byte: the reader promised they are inside the buffer. */
+        unsigned x = 0;
+        for (uint64_t i = 0; i < g->n_tensors; i++)
+            for (uint64_t j = 0; j < g->tensors[i].nbytes; j += 61) x += g->tensors[i].data[j];
+        (void)x;
+        nbl_gguf_free(g);
+    }
+    free(c);
+    return s;
+}
+
+/* Position of the first occurrence of a length-prefixed name (the 8-byte length, then bytes). */
+static size_t find_name(const uint8_t *b, size_t n, const char *name) {
+    size_t l = strlen(name);
+    for (size_t i = 0; i + 8 + l <= n; i++)
+        if (rd_le(b + i, 8) == l && memcmp(b + i + 8, name, l) == 0) return i;
+    return (size_t)-1;
+}
+
+/* Expects parsing of b (after a patch) to fail with a message containing each of the given
+ * strings (NULL-terminated list). */
+static void expect_fail(const uint8_t *b, size_t n, const char *what, ...) {
+    char msg[600];
+    nbl_status s = parse_copy(b, n, msg, sizeof msg);
+    CHECK(s != NBL_OK, "%s: accepted", what);
+    va_list ap;
+    va_start(ap, what);
+    for (const char *want; (want = va_arg(ap, const char *));)
+        CHECK(strstr(msg, want) != NULL, "%s: message '%s' lacks '%s'", what, msg, want);
+    va_end(ap);
+    CHECK(strlen(msg) < 512, "%s: message too long", what);
+}
+
+/* A small file whose layout the tests know: keys of equal length (so one can be renamed to
+ * another), a string array, a nested array, alignment 64, and two tensors. */
+static uint8_t *probe_file(size_t *n) {
+    nbl_gguf_writer *w = nbl_gguf_writer_new();
+    nbl_gguf_writer_set_u32(w, "general.alignment", 64);
+    nbl_gguf_writer_set_str(w, "key.s", "hello");
+    const char *strs[2] = {"x", "yz"};
+    nbl_gguf_writer_set_arr_str(w, "key.a", strs, 2);
+    nbl_gguf_writer_set_u32(w, "key.u", 7);
+    int32_t ints[2] = {1, 2};
+    nbl_gguf_value in = arr_of(NBL_GGUF_INT32, 2, ints, NULL, NULL);
+    nbl_gguf_value nest = arr_of(NBL_GGUF_ARRAY, 1, NULL, NULL, &in);
+    nbl_gguf_writer_set_value(w, "key.n", &nest);
+    static uint8_t data[8 * 4 + 2 * 18];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)i;
+    int64_t ne0[1] = {8}, ne1[2] = {32, 2};
+    nbl_gguf_writer_add_tensor(w, "t0", NBL_TYPE_F32, 1, ne0, data);
+    nbl_gguf_writer_add_tensor(w, "t1", NBL_TYPE_Q4_0, 2, ne1, data + 32);
+    uint8_t *b = NULL;
+    nbl_error err;
+    nbl_status s = nbl_gguf_writer_write_mem(w, &b, n, &err);
+    CHECK(s == NBL_OK, "probe: %s", err.msg);
+    nbl_gguf_writer_free(w);
+    return b;
+}
+
+/* Copies base, applies one patch, runs expect_fail; base stays untouched. */
+#define PATCHED(base, n, stmt, ...)                                                             \
+    do {                                                                                       \
+        uint8_t *b_ = malloc(n);                                                               \
+        memcpy(b_, base, n);                                                                   \
+        { uint8_t *b = b_; stmt; }                                                             \
+        expect_fail(b_, n, __VA_ARGS__, NULL);                                                 \
+        free(b_);                                                                              \
+    } while (0)
+
+static void test_malformed_probe(void) {
+    size_t n = 0;
+    uint8_t *p = probe_file(&n);
+    if (!p) return;
+    CHECK(parse_copy(p, n, NULL, 0) == NBL_OK, "probe parses");
+    size_t ks = find_name(p, n, "key.s"), ka = find_name(p, n, "key.a"), ku = find_name(p, n, "key.u");
+    size_t kn = find_name(p, n, "key.n"), kal = find_name(p, n, "general.alignment");
+    size_t t0 = find_name(p, n, "t0"), t1 = find_name(p, n, "t1");
+    CHECK(ks != (size_t)-1 && ka != (size_t)-1 && ku != (size_t)-1 && kn != (size_t)-1 &&
+              kal != (size_t)-1 && t0 != (size_t)-1 && t1 != (size_t)-1, "probe layout");
+    if (t1 == (size_t)-1 || kn == (size_t)-1) {
+        free(p);
+        return;
+    }
+    size_t ks_val = ks + 8 + 5 + 4;    /* string value: length, bytes */
+    size_t ka_arr = ka + 8 + 5 + 4;    /* element type, count, strings */
+    size_t ku_type = ku + 8 + 5;
+    size_t kn_arr = kn + 8 + 5 + 4;    /* elem type ARRAY, count 1, inner: elem type, count */
+    size_t kal_val = kal + 8 + 17 + 4;
+    size_t t1_dims = t1 + 8 + 2, t1_ne = t1_dims + 4, t1_type = t1_ne + 16, t1_off = t1_type + 4;
+
+    PATCHED(p, n, b[0] = 'X', "bad magic", "magic");
+    PATCHED(p, n, put32(b + 4, 1), "version 1", "version 1");
+    PATCHED(p, n, put32(b + 4, 99), "version 99", "version 99");
+    PATCHED(p, n, put32(b + 4, 0x03000000), "big-endian", "big-endian");
+    PATCHED(p, n, put64(b + 8, 1ull << 63), "tensor count 2^63", "tensor count");
+    PATCHED(p, n, put64(b + 8, 1ull << 40), "tensor count 2^40", "tensor count");
+    PATCHED(p, n, put64(b + 8, 3), "tensor count 3", "n_dims 0");
+    PATCHED(p, n, put64(b + 16, 1ull << 63), "kv count 2^63", "kv count");
+    PATCHED(p, n, put64(b + 16, 1ull << 40), "kv count 2^40", "kv count");
+    PATCHED(p, n, put64(b + 16, UINT64_MAX), "kv count 2^64-1", "kv count");
+    PATCHED(p, n, put64(b + ks, 1ull << 63), "key length 2^63", "kv #1", "key length");
+    PATCHED(p, n, put64(b + ks_val, 1ull << 63), "string length 2^63", "key.s", "length");
+    PATCHED(p, n, put64(b + ks_val, 1ull << 40), "string length 2^40", "key.s", "length");
+    PATCHED(p, n, put64(b + ka_arr + 4, 1ull << 63), "array count 2^63", "key.a", "array");
+    PATCHED(p, n, put64(b + ka_arr + 4, 1ull << 40), "array count 2^40", "key.a", "array");
+    PATCHED(p, n, put64(b + ka_arr + 4, (1ull << 61) + 1), "array count wrapping *8", "key.a");
+    PATCHED(p, n, put64(b + ka_arr + 12, 1ull << 40), "array string length", "key.a");
+    PATCHED(p, n, put32(b + ka_arr, 13), "array elem type 13", "key.a", "element type");
+    PATCHED(p, n, put32(b + ku_type, 13), "value type 13", "key.u", "value type 13");
+    PATCHED(p, n, put32(b + ku_type, UINT32_MAX), "value type 2^32-1", "key.u", "value type");
+    PATCHED(p, n, put64(b + kn_arr + 4 + 8 + 4, 1ull << 62), "nested array count", "key.n");
+    PATCHED(p, n, put32(b + kn_arr + 12, 99), "nested elem type", "key.n", "element type 99");
+    PATCHED(p, n, memcpy(b + ku + 8, "key.s", 5), "duplicate key", "key.s", "duplicate key");
+    PATCHED(p, n, put32(b + kal_val, 48), "alignment 48", "general.alignment", "power of two");
+    PATCHED(p, n, put32(b + kal_val, 0), "alignment 0", "general.alignment", "power of two");
+    PATCHED(p, n, put32(b + kal + 8 + 17, NBL_GGUF_INT32), "alignment int32", "general.alignment", "uint32");
+    PATCHED(p, n, put32(b + t1_dims, 0), "n_dims 0", "'t1'", "n_dims 0");
+    PATCHED(p, n, put32(b + t1_dims, 5), "n_dims 5", "'t1'", "n_dims 5");
+    PATCHED(p, n, put64(b + t1_ne, 33), "ne0 33", "'t1'", "block size");
+    PATCHED(p, n, put64(b + t1_ne, 0), "ne0 0", "'t1'", "dimension 0");
+    PATCHED(p, n, put64(b + t1_ne, 1ull << 63), "ne0 2^63", "'t1'", "dimension 0");
+    PATCHED(p, n, (put64(b + t1_ne, 1ull << 40), put64(b + t1_ne + 8, 1ull << 40)), "ne overflow", "'t1'", "overflow");
+    PATCHED(p, n, (put64(b + t1_ne, 1ull << 40), put64(b + t1_ne + 8, 1ull << 20)), "nbytes too big", "'t1'", "past end");
+    PATCHED(p, n, put32(b + t1_type, 99), "type 99", "'t1'", "type id 99");
+    PATCHED(p, n, put32(b + t1_type, 4), "type 4 (removed)", "'t1'", "type id 4");
+    PATCHED(p, n, put32(b + t1_type, UINT32_MAX), "type 2^32-1", "'t1'", "type id 4294967295");
+    PATCHED(p, n, memcpy(b + t1 + 8, "t0", 2), "duplicate tensor", "'t0'", "duplicate tensor");
+    PATCHED(p, n, put64(b + t1_off, 65), "misaligned offset", "'t1'", "multiple of the alignment 64");
+    PATCHED(p, n, put64(b + t1_off, 1ull << 62), "offset 2^62", "'t1'", "past end of file");
+    PATCHED(p, n, put64(b + t1_off, UINT64_MAX - 63), "offset wraps", "'t1'", "past end of file");
+    PATCHED(p, n, (memcpy(b + t1 + 8, "\x01\xff", 2), put32(b + t1_type, 99)), "non-printable name", "'\\x01\\xff'");
+    /* A tensor type the engine cannot run still parses (the loader names it later). */
+    {
+        uint8_t *b = malloc(n);
+        memcpy(b, p, n);
+        put32(b + t1_type, 39); /* mxfp4: 32-element blocks of 17 bytes, within q4_0's 18 */
+        char msg[600];
+        CHECK(parse_copy(b, n, msg, sizeof msg) == NBL_OK, "known but unsupported type parses: %s", msg);
+        free(b);
+    }
+    /* Truncation at every offset of this small file: only the full size (or a cut inside
+     * the final tensor's trailing padding) may parse. */
+    for (size_t cut = 0; cut < n; cut++) {
+        char msg[600];
+        nbl_status s = parse_copy(p, cut, msg, sizeof msg);
+        size_t end_of_t1 = 0;
+        if (cut >= n - 64) end_of_t1 = 1; /* within the last tensor's 64-byte alignment window */
+        if (!end_of_t1) CHECK(s != NBL_OK, "probe truncated at %zu accepted", cut);
+    }
+    free(p);
+}
+
+/* Hand-built file with one kv holding arrays nested depth levels deep. */
+static uint8_t *nested_file(int depth, size_t *n) {
+    size_t len = 24 + 8 + 1 + 4 + (size_t)depth * 12 + 12 + 1;
+    uint8_t *b = calloc(1, len), *q = b;
+    memcpy(q, "GGUF", 4), put32(q + 4, 3), put64(q + 8, 0), put64(q + 16, 1), q += 24;
+    put64(q, 1), q[8] = 'n', put32(q + 9, NBL_GGUF_ARRAY), q += 13;
+    for (int i = 0; i < depth - 1; i++) put32(q, NBL_GGUF_ARRAY), put64(q + 4, 1), q += 12;
+    put32(q, NBL_GGUF_UINT8), put64(q + 4, 1), q[12] = 42, q += 13;
+    *n = (size_t)(q - b);
+    return b;
+}
+
+static void test_nesting(void) {
+    size_t n;
+    char msg[600];
+    uint8_t *b = nested_file(16, &n);
+    CHECK(parse_copy(b, n, msg, sizeof msg) == NBL_OK, "depth 16 parses: %s", msg);
+    free(b);
+    b = nested_file(17, &n);
+    CHECK(parse_copy(b, n, msg, sizeof msg) != NBL_OK && strstr(msg, "'n'") && strstr(msg, "nested"),
+          "depth 17 refused: %s", msg);
+    free(b);
+    b = nested_file(200000, &n); /* would exhaust the stack if recursion were unbounded */
+    CHECK(parse_copy(b, n, msg, sizeof msg) != NBL_OK && strstr(msg, "nested"), "depth 200000 refused");
+    free(b);
+}
+
+static void test_malformed_fixture(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/qwen2-k256-q4_0.gguf", fixtures_dir());
+    size_t n = 0;
+    uint8_t *f = slurp(path, &n);
+    CHECK(f != NULL, "read %s", path);
+    if (!f) return;
+    nbl_gguf *g = NULL;
+    nbl_error err;
+    CHECK(nbl_gguf_open_buffer(f, n, &g, &err) == NBL_OK, "fixture parses");
+    if (!g) {
+        free(f);
+        return;
+    }
+    uint64_t doff = g->data_offset;
+    nbl_gguf_free(g);
+    /* Every cut inside the header and tensor infos must fail. */
+    int bad = 0;
+    for (size_t cut = 0; cut < doff; cut++)
+        if (parse_copy(f, cut, NULL, 0) == NBL_OK) bad++;
+    CHECK(bad == 0, "%d header truncations accepted", bad);
+    /* Cuts inside the data section fail naming a tensor whose data is past the end. */
+    for (size_t cut = doff; cut < n; cut += (n - doff) / 97 + 1) {
+        char msg[600];
+        CHECK(parse_copy(f, cut, msg, sizeof msg) != NBL_OK && strstr(msg, "tensor '") &&
+                  strstr(msg, "extends past end of file"), "data cut at %zu: %s", cut, msg);
+    }
+    expect_fail(f, n - 1, "one byte short", "extends past end of file", (char *)NULL);
+
+    size_t q = find_name(f, n, "blk.0.attn_q.weight");
+    CHECK(q != (size_t)-1, "attn_q info");
+    if (q != (size_t)-1) {
+        size_t dims = q + 8 + 19, type = dims + 4 + 16, off = type + 4;
+        PATCHED(f, n, put32(b + type, 99), "fixture type 99", "blk.0.attn_q.weight", "99");
+        PATCHED(f, n, put64(b + off, n), "fixture offset past end", "blk.0.attn_q.weight", "extends past end of file");
+        PATCHED(f, n, put64(b + off, rd_le(b + off, 8) + 16), "fixture misaligned", "blk.0.attn_q.weight", "alignment");
+        PATCHED(f, n, put64(b + dims + 4, 255), "fixture ne0 255", "blk.0.attn_q.weight", "block size");
+        PATCHED(f, n, put32(b + dims, 3), "fixture n_dims 3", "");
+    }
+    free(f);
+}
+
+/* The vocabulary files have multi-megabyte kv sections: sample cuts instead of every one. */
+static void test_truncate_vocab(const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer/%s", fixtures_dir(), name);
+    size_t n = 0;
+    uint8_t *f = slurp(path, &n);
+    CHECK(f != NULL, "read %s", path);
+    if (!f) return;
+    int bad = 0;
+    for (size_t cut = 0; cut < 256; cut++) bad += parse_copy(f, cut, NULL, 0) == NBL_OK;
+    for (size_t cut = 256; cut + 32 < n; cut += n / 40 + 7) bad += parse_copy(f, cut, NULL, 0) == NBL_OK;
+    for (size_t cut = n - 40; cut + 31 < n; cut++) bad += parse_copy(f, cut, NULL, 0) == NBL_OK;
+    CHECK(bad == 0, "%s: %d truncations accepted", name, bad);
+    free(f);
+}
+
 int main(void) {
     test_fixtures();
     test_writer_bytes();
@@ -546,5 +803,10 @@ int main(void) {
     test_rewrite_fixture("qwen2-k256-q4_0.gguf");
     test_rewrite_fixture("qwen2-k256-q3_k_m.gguf");
     test_rewrite_fixture("stories260K.gguf");
+    test_malformed_probe();
+    test_nesting();
+    test_malformed_fixture();
+    test_truncate_vocab("qwen2-vocab.gguf");
+    test_truncate_vocab("ggml-vocab-llama-spm.gguf");
     return test_done();
 }
