@@ -251,10 +251,49 @@ static void render_qwen25(out_buf *b, const nbl_chat_message *m, int32_t n, int3
     if (gen) tmpl(b, "<|im_start|>assistant\n");
 }
 
+/* Jinja's tojson of a string: Python's json.dumps (ASCII only, \uXXXX otherwise, surrogate
+ * pairs above U+FFFF) with <, >, & and ' escaped for HTML. */
+static void content_tojson(out_buf *b, const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    content(b, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += dec_utf8(p + i, n - i, &cp);
+        char e[16];
+        const char *lit = NULL;
+        switch (cp) {
+        case '"': lit = "\\\""; break;
+        case '\\': lit = "\\\\"; break;
+        case '\n': lit = "\\n"; break;
+        case '\r': lit = "\\r"; break;
+        case '\t': lit = "\\t"; break;
+        case '\b': lit = "\\b"; break;
+        case '\f': lit = "\\f"; break;
+        default: break;
+        }
+        if (lit) {
+            content_z(b, lit);
+        } else if (cp >= 0x20 && cp < 0x7F && cp != '<' && cp != '>' && cp != '&' && cp != '\'') {
+            e[0] = (char)cp;
+            content(b, e, 1);
+        } else if (cp >= 0x10000) {
+            cp -= 0x10000;
+            snprintf(e, sizeof e, "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+            content_z(b, e);
+        } else {
+            snprintf(e, sizeof e, "\\u%04x", cp);
+            content_z(b, e);
+        }
+    }
+    content(b, "\"", 1);
+}
+
 static void llama3_turn(out_buf *b, const nbl_chat_message *m) {
     if (is_role(m, "tool") || is_role(m, "ipython")) {
+        /* The template tests "content is iterable", which a string is: so it is JSON-quoted. */
         tmpl(b, "<|start_header_id|>ipython<|end_header_id|>\n\n");
-        content_z(b, m->content);
+        content_tojson(b, m->content);
     } else {
         tmpl(b, "<|start_header_id|>");
         content_z(b, m->role);
@@ -397,14 +436,15 @@ nbl_status nbl_chat_render_ex(const char *template_text, const char *template_na
                       : fam == FAM_GEMMA2     ? "<bos>"
                                               : "<|begin_of_text|>";
     const char *eos = opts && opts->eos_token ? opts->eos_token : "<|endoftext|>";
-    char date[32];
+    char today[32];
+    const char *date = today;
     if (opts && opts->date_string) {
-        snprintf(date, sizeof date, "%s", opts->date_string);
+        date = opts->date_string;
     } else if (from_text && !strstr(template_text, "strftime_now")) {
         /* Llama 3.1's template has no clock and always says this date. */
-        strcpy(date, "26 Jul 2024");
+        date = "26 Jul 2024";
     } else {
-        today_string(date);
+        today_string(today);
     }
 
     out_buf b = {0};
