@@ -63,7 +63,7 @@ void nbl_add_f32(float *y, const float *x, int64_t n);
 
 /* mode: NBL_ROPE_NORM or NBL_ROPE_NEOX (enum nbl_rope_mode in nbl_impl.h, ggml's values). */
 /* Rotary embedding in place on x: [T][n_head][head_dim], row t starting at x + t*stride_t.
- * pos[t] is the absolute position of row t. The first n_rot dims of each head are rotated:
+ * pos[t] is the absolute position of row t; mode is enum nbl_rope_mode. The first n_rot dims of each head are rotated:
  * NEOX pairs (i, i + n_rot/2), NORM pairs (2i, 2i + 1); theta_i = pos * freq_scale * base^(-2i/n_rot)
  * / (freq_factors ? freq_factors[i] : 1), computed in float as ggml does. */
 void nbl_rope_f32(float *x, int64_t T, int32_t n_head, int32_t head_dim, int64_t stride_t,

@@ -1,0 +1,396 @@
+/* test_kernels.c — the CPU kernel layer against independent references: every weight type on
+ * every ISA table this machine can run, compared with quant.c's float reference dot (weights
+ * dequantized exactly, activations unquantized) within the activation-quantization error bound
+ * derived below, and with brute-force double-precision versions of norm, softmax, rope and
+ * attention. Also the thread pool (sleep/wake, many short jobs) and nbl_matmul's blocking. */
+#include "kernels.h"
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd_u32(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float rnd_unif(void) { return (float)(rnd_u32() & 0xFFFFFF) / 16777216.0f * 2.0f - 1.0f; }
+/* Roughly normal, with occasional outliers as real activations have. */
+static float rnd_act(void) {
+    float s = 0;
+    for (int i = 0; i < 4; i++) s += rnd_unif();
+    return (rnd_u32() % 97 == 0) ? s * 8.0f : s;
+}
+
+static const uint32_t WTYPES[] = {NBL_TYPE_F32,  NBL_TYPE_F16,    NBL_TYPE_BF16, NBL_TYPE_Q4_0,
+                                  NBL_TYPE_Q4_1, NBL_TYPE_Q5_0,   NBL_TYPE_Q5_1, NBL_TYPE_Q8_0,
+                                  NBL_TYPE_IQ4_NL, NBL_TYPE_Q2_K, NBL_TYPE_Q3_K, NBL_TYPE_Q4_K,
+                                  NBL_TYPE_Q5_K, NBL_TYPE_Q6_K};
+#define N_WTYPES (sizeof WTYPES / sizeof WTYPES[0])
+
+/* Bound on |dot(w, xq) - dot(w, x)| from converting x to the vec-dot type: per element the
+ * rounding error e_i of that format (half a quantum plus the fp16 rounding of the scale), summed
+ * with |w_i| weights, plus float accumulation slack of 1e-5 * sum|w_i x_i|. For Q8_1 the
+ * stored s = d*sum(q) is fp16 too, which adds |m_block| * |s| * 2^-11 per block. */
+static double act_err_bound(uint32_t xtype, const float *wf, const float *x, int64_t K, const void *wq, uint32_t wtype) {
+    double bound = 0.0, mag = 0.0;
+    const int64_t blk = xtype == NBL_TYPE_Q8_K ? 256 : xtype == NBL_TYPE_Q8_0 || xtype == NBL_TYPE_Q8_1 ? 32 : 1;
+    for (int64_t b = 0; b < K / blk; b++) {
+        float amax = 0;
+        for (int64_t i = b * blk; i < (b + 1) * blk; i++) amax = fmaxf(amax, fabsf(x[i]));
+        const double d = amax / 127.0;
+        double bsum = 0;
+        for (int64_t i = b * blk; i < (b + 1) * blk; i++) {
+            double e = 0;
+            switch (xtype) {
+            case NBL_TYPE_Q8_0:
+            case NBL_TYPE_Q8_1: e = 0.5 * d * (1 + 1.0 / 1024) + fabs(x[i]) / 2048.0; break;
+            case NBL_TYPE_Q8_K: e = 0.5 * d * (1 + 1e-6); break;
+            case NBL_TYPE_F16: e = fabs(x[i]) / 2048.0 + 6e-8; break;
+            case NBL_TYPE_BF16: e = fabs(x[i]) / 256.0; break;
+            default: e = 0;
+            }
+            bound += fabs(wf[i]) * e;
+            mag += fabs((double)wf[i] * x[i]);
+            bsum += x[i];
+        }
+        if (xtype == NBL_TYPE_Q8_1) {
+            const uint8_t *blkp = (const uint8_t *)wq + (size_t)b * nbl_type_traits_get(wtype)->type_size;
+            uint16_t mh;
+            memcpy(&mh, blkp + 2, 2); /* m follows d in Q4_1 and Q5_1 */
+            bound += fabs(nbl_fp16_to_f32(mh)) * (fabs(bsum) + 32 * 0.5 * d) / 2048.0 * 1.01;
+        }
+    }
+    return bound + 1e-5 * mag + 1e-30;
+}
+
+static const nbl_kernels *tables[5];
+static int n_tables;
+
+static void test_types(void) {
+    const int64_t M = 7, T = 5;
+    for (size_t ti = 0; ti < N_WTYPES; ti++) {
+        const uint32_t wt = WTYPES[ti];
+        const uint32_t xt = (uint32_t)nbl_vec_dot_type(wt);
+        const int64_t K = nbl_type_traits_get(wt)->blck == 256 ? 768 : 896;
+        const size_t bw = nbl_row_bytes(wt, K), bx = nbl_row_bytes(xt, K);
+        float *wf = malloc(sizeof(float) * M * K), *x = malloc(sizeof(float) * T * K);
+        uint8_t *w = malloc(bw * M), *xq_ref = malloc(bx * T), *xq = malloc(bx * T);
+        float *yref = malloc(sizeof(float) * M * T), *y = malloc(sizeof(float) * M * T);
+        float *wd = malloc(sizeof(float) * K);
+        for (int64_t i = 0; i < M * K; i++) wf[i] = rnd_act() * 0.05f;
+        for (int64_t i = 0; i < T * K; i++) x[i] = rnd_act();
+        for (int64_t r = 0; r < M; r++) nbl_quant_row(wt, wf + r * K, w + r * bw, K, NULL);
+        const nbl_kernels *ref = nbl_kernels_ref();
+        for (int64_t t = 0; t < T; t++) ref->from_f32[xt](x + t * K, xq_ref + t * bx, K);
+        ref->tile[wt](K, w, bw, (int32_t)M, xq_ref, bx, (int32_t)T, yref, M);
+
+        /* 1. Reference integer path vs quant.c's float dot within the conversion bound. */
+        double worst = 0;
+        for (int64_t r = 0; r < M; r++) {
+            nbl_dequant_row(wt, w + r * bw, wd, K);
+            for (int64_t t = 0; t < T; t++) {
+                const double exact = nbl_vec_dot_ref(wt, w + r * bw, x + t * K, K);
+                const double bound = act_err_bound(xt, wd, x + t * K, K, w + r * bw, wt);
+                const double ratio = fabs(yref[t * M + r] - exact) / bound;
+                if (ratio > worst) worst = ratio;
+            }
+        }
+        CHECK(worst <= 1.0, "%s ref: error %.3f x the activation-quantization bound",
+              nbl_type_traits_get(wt)->name, worst);
+
+        for (int k = 0; k < n_tables; k++) {
+            const nbl_kernels *kt = tables[k];
+            /* 2. Activation conversion: same scales; quants may differ by one only at exact
+             *    rounding ties (this ISA may round half to even). */
+            int max_dq = 0, scale_ok = 1;
+            for (int64_t t = 0; t < T; t++) kt->from_f32[xt](x + t * K, xq + t * bx, K);
+            if (xt == NBL_TYPE_F32 || xt == NBL_TYPE_F16 || xt == NBL_TYPE_BF16) {
+                scale_ok = memcmp(xq, xq_ref, bx * T) == 0;
+            } else {
+                const int64_t blk = xt == NBL_TYPE_Q8_K ? 256 : 32;
+                const size_t bsz = nbl_type_traits_get(xt)->type_size;
+                const size_t qoff = xt == NBL_TYPE_Q8_K ? 4 : xt == NBL_TYPE_Q8_1 ? 4 : 2;
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t b = 0; b < K / blk; b++) {
+                        const uint8_t *p = xq + t * bx + b * bsz, *q = xq_ref + t * bx + b * bsz;
+                        if (memcmp(p, q, 2) != 0) scale_ok = 0;
+                        for (int64_t i = 0; i < blk; i++) {
+                            const int dq = abs((int8_t)p[qoff + i] - (int8_t)q[qoff + i]);
+                            if (dq > max_dq) max_dq = dq;
+                        }
+                    }
+            }
+            CHECK(scale_ok && max_dq <= 1, "%s/%s: activation conversion differs (scale %d, max dq %d)",
+                  kt->name, nbl_type_traits_get(xt)->name, scale_ok, max_dq);
+            /* 3. Tile kernel on identical inputs: only float summation order may differ. Try
+             *    every tile shape up to the table's, so remainder paths are covered. */
+            double tworst = 0;
+            for (int32_t nr = 1; nr <= kt->tile_m[wt] && nr <= M; nr++)
+                for (int32_t nc = 1; nc <= kt->tile_n[wt] && nc <= T; nc++) {
+                    for (int64_t i = 0; i < M * T; i++) y[i] = NAN;
+                    kt->tile[wt](K, w, bw, nr, xq_ref, bx, nc, y, M);
+                    for (int32_t c = 0; c < nc; c++)
+                        for (int32_t r = 0; r < nr; r++) {
+                            double mag = 0;
+                            nbl_dequant_row(wt, w + r * bw, wd, K);
+                            for (int64_t i = 0; i < K; i++) mag += fabs((double)wd[i] * x[c * K + i]);
+                            const double e = fabs((double)y[c * M + r] - yref[c * M + r]) / (mag + 1e-30);
+                            if (!(e <= tworst)) tworst = isnan(e) ? INFINITY : e > tworst ? e : tworst;
+                        }
+                }
+            CHECK(tworst <= 2e-5, "%s %s tile: relative error %.3g vs the reference (bound 2e-5)",
+                  kt->name, nbl_type_traits_get(wt)->name, tworst);
+        }
+        free(wf), free(x), free(w), free(xq_ref), free(xq), free(yref), free(y), free(wd);
+    }
+}
+
+/* nbl_matmul: blocking, remainders, threads, bias and ldy against per-element reference dots. */
+static void test_matmul(nbl_threadpool *tp) {
+    const uint32_t types[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0, NBL_TYPE_Q4_K, NBL_TYPE_Q6_K, NBL_TYPE_F16, NBL_TYPE_Q5_0};
+    const int64_t shapes[][3] = {{37, 256, 1}, {64, 512, 1}, {33, 256, 7}, {130, 512, 19}};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            const uint32_t wt = types[ti];
+            const int64_t M = shapes[si][0], K = shapes[si][1], T = shapes[si][2];
+            const int64_t ldx = K + 3, ldy = M + 5;
+            const size_t bw = nbl_row_bytes(wt, K);
+            uint8_t *w = malloc(bw * M);
+            float *wf = malloc(sizeof(float) * K), *x = malloc(sizeof(float) * T * ldx);
+            float *y = malloc(sizeof(float) * T * ldy), *bias = malloc(sizeof(float) * M);
+            for (int64_t r = 0; r < M; r++) {
+                for (int64_t i = 0; i < K; i++) wf[i] = rnd_act();
+                nbl_quant_row(wt, wf, w + r * bw, K, NULL);
+                bias[r] = rnd_act();
+            }
+            for (int64_t i = 0; i < T * ldx; i++) x[i] = rnd_act();
+            for (int64_t i = 0; i < T * ldy; i++) y[i] = 12345.0f;
+            nbl_error err;
+            nbl_status st = nbl_matmul_bias(tp, wt, w, bias, M, K, x, ldx, T, y, ldy, &err);
+            CHECK(st == NBL_OK, "matmul failed: %s", err.msg);
+            double worst = 0;
+            int pad_ok = 1;
+            for (int64_t t = 0; t < T; t++) {
+                for (int64_t r = 0; r < M; r++) {
+                    nbl_dequant_row(wt, w + r * bw, wf, K);
+                    const double exact = nbl_vec_dot_ref(wt, w + r * bw, x + t * ldx, K) + bias[r];
+                    const double bound = act_err_bound((uint32_t)nbl_vec_dot_type(wt), wf, x + t * ldx, K, w + r * bw, wt) + 1e-5 * fabs(bias[r]);
+                    const double ratio = fabs(y[t * ldy + r] - exact) / bound;
+                    if (!(ratio <= worst)) worst = isnan(ratio) ? INFINITY : ratio;
+                }
+                for (int64_t r = M; r < ldy && t + 1 < T; r++) pad_ok &= y[t * ldy + r] == 12345.0f;
+            }
+            CHECK(worst <= 1.0, "matmul %s M=%lld K=%lld T=%lld: %.3f x the bound", nbl_type_traits_get(wt)->name,
+                  (long long)M, (long long)K, (long long)T, worst);
+            CHECK(pad_ok, "matmul wrote outside its output rows");
+            free(w), free(wf), free(x), free(y), free(bias);
+        }
+    nbl_error err;
+    float xx[64] = {0}, yy[4];
+    uint8_t ww[4 * 36] = {0};
+    CHECK(nbl_matmul(tp, NBL_TYPE_Q4_0, ww, 4, 48, xx, 48, 1, yy, 4, &err) == NBL_E_ARG,
+          "K not a multiple of the block is rejected");
+    CHECK(nbl_matmul(tp, NBL_TYPE_Q8_1, ww, 4, 32, xx, 32, 1, yy, 4, &err) == NBL_E_UNSUPPORTED,
+          "Q8_1 weights are rejected");
+}
+
+static void test_helpers(void) {
+    enum { N = 1000 };
+    float x[N], g[N], u[N], w[N], y[N];
+    for (int i = 0; i < N; i++) x[i] = rnd_act(), g[i] = rnd_act() * 3, u[i] = rnd_act(), w[i] = rnd_act();
+    for (int k = 0; k < n_tables; k++) {
+        const nbl_kernels *kt = tables[k];
+        for (int n = 1; n <= N; n += n < 40 ? 1 : 137) {
+            double ss = 0;
+            for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+            const double sc = 1.0 / sqrt(ss / n + 1e-6);
+            kt->rmsnorm(y, x, w, n, 1e-6f);
+            double e = 0;
+            for (int i = 0; i < n; i++) e = fmax(e, fabs(y[i] - x[i] * sc * w[i]) / (fabs(x[i] * sc * w[i]) + 1e-6));
+            CHECK(e < 1e-5, "%s rmsnorm n=%d: relative error %g", kt->name, n, e);
+
+            kt->silu_mul(y, g, u, n);
+            e = 0;
+            for (int i = 0; i < n; i++) {
+                const double r = g[i] / (1 + exp(-(double)g[i])) * u[i];
+                e = fmax(e, fabs(y[i] - r) / (fabs(r) + 1e-6));
+            }
+            CHECK(e < 1e-5, "%s silu_mul n=%d: relative error %g", kt->name, n, e);
+
+            memcpy(y, g, sizeof(float) * n);
+            kt->softmax(y, n);
+            double mx = -INFINITY, sum = 0;
+            for (int i = 0; i < n; i++) mx = fmax(mx, g[i]);
+            for (int i = 0; i < n; i++) sum += exp(g[i] - mx);
+            e = 0;
+            for (int i = 0; i < n; i++) {
+                const double r = exp(g[i] - mx) / sum;
+                e = fmax(e, fabs(y[i] - r) / (r + 1e-12));
+            }
+            CHECK(e < 1e-5, "%s softmax n=%d: relative error %g", kt->name, n, e);
+
+            uint16_t h[N];
+            for (int i = 0; i < n; i++) h[i] = nbl_f32_to_fp16(u[i]);
+            double dref = 0, dmag = 0;
+            for (int i = 0; i < n; i++) dref += (double)x[i] * nbl_fp16_to_f32(h[i]), dmag += fabs(x[i] * u[i]);
+            CHECK(fabs(kt->dot_f32_f16(x, h, n) - dref) <= 1e-5 * dmag + 1e-30, "%s dot_f32_f16 n=%d", kt->name, n);
+            dref = 0;
+            for (int i = 0; i < n; i++) dref += (double)x[i] * u[i];
+            CHECK(fabs(kt->dot_f32(x, u, n) - dref) <= 1e-5 * dmag + 1e-30, "%s dot_f32 n=%d", kt->name, n);
+            memcpy(y, w, sizeof(float) * n);
+            kt->axpy_f16(y, 0.37f, h, n);
+            e = 0;
+            for (int i = 0; i < n; i++) e = fmax(e, fabs(y[i] - (w[i] + 0.37 * nbl_fp16_to_f32(h[i]))));
+            CHECK(e < 1e-5, "%s axpy_f16 n=%d: error %g", kt->name, n, e);
+            memcpy(y, w, sizeof(float) * n);
+            kt->axpy_f32(y, -1.5f, u, n);
+            e = 0;
+            for (int i = 0; i < n; i++) e = fmax(e, fabs(y[i] - (w[i] - 1.5 * u[i])));
+            CHECK(e < 1e-5, "%s axpy_f32 n=%d: error %g", kt->name, n, e);
+            memcpy(y, w, sizeof(float) * n);
+            kt->add(y, u, n);
+            e = 0;
+            for (int i = 0; i < n; i++) e = fmax(e, fabs(y[i] - (w[i] + u[i])));
+            CHECK(e == 0, "%s add n=%d", kt->name, n);
+        }
+    }
+}
+
+/* Rope against the textbook rotation computed in double. */
+static void test_rope(void) {
+    const int32_t T = 3, H = 2, D = 64, pos[3] = {0, 7, 1000};
+    float ff[32];
+    for (int i = 0; i < 32; i++) ff[i] = 1.0f + (float)i / 8;
+    for (int mode = 0; mode <= 2; mode += 2)
+        for (int use_ff = 0; use_ff < 2; use_ff++) {
+            float x[3 * 2 * 64], x0[3 * 2 * 64];
+            for (int i = 0; i < T * H * D; i++) x[i] = x0[i] = rnd_act();
+            nbl_rope_f32(x, T, H, D, H * D, pos, D, mode, 10000.0f, 1.0f, use_ff ? ff : NULL);
+            double e = 0;
+            for (int t = 0; t < T; t++)
+                for (int h = 0; h < H; h++)
+                    for (int i = 0; i < D / 2; i++) {
+                        const double th = pos[t] * pow(10000.0, -2.0 * i / D) / (use_ff ? ff[i] : 1.0);
+                        const int a = mode == NBL_ROPE_NEOX ? i : 2 * i, b = mode == NBL_ROPE_NEOX ? i + D / 2 : 2 * i + 1;
+                        const float *v0 = x0 + t * H * D + h * D;
+                        const float *v = x + t * H * D + h * D;
+                        e = fmax(e, fabs(v[a] - (v0[a] * cos(th) - v0[b] * sin(th))));
+                        e = fmax(e, fabs(v[b] - (v0[a] * sin(th) + v0[b] * cos(th))));
+                    }
+            /* theta is advanced in float as ggml does: ~1e-7 relative, times |pos| up to 1000. */
+            CHECK(e < 2e-3, "rope mode %d ff %d: error %g", mode, use_ff, e);
+        }
+}
+
+/* Attention against a naive double-precision softmax(q k^T) v over the dequantized cache. */
+static void test_attention(nbl_threadpool *tp) {
+    const int32_t cases[][5] = {/* T, n_head, n_head_kv, head_dim, pos0 */
+                                {1, 14, 2, 64, 0},  {1, 14, 2, 64, 150}, {5, 4, 2, 32, 70},
+                                {37, 8, 8, 64, 3},  {20, 14, 2, 64, 0},  {3, 6, 1, 16, 200}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int f16 = 0; f16 < 2; f16++) {
+            const int32_t T = cases[ci][0], H = cases[ci][1], HK = cases[ci][2], D = cases[ci][3], p0 = cases[ci][4];
+            const int32_t n_ctx = p0 + T + 5;
+            /* head-major cache layout: [HK][n_ctx][D] */
+            const size_t n = (size_t)HK * n_ctx * D;
+            float *kf = malloc(n * 4), *vf = malloc(n * 4);
+            uint16_t *kh = malloc(n * 2), *vh = malloc(n * 2);
+            float *q = malloc(sizeof(float) * T * H * D), *out = malloc(sizeof(float) * T * H * D);
+            for (size_t i = 0; i < n; i++) {
+                kh[i] = nbl_f32_to_fp16(rnd_act());
+                vh[i] = nbl_f32_to_fp16(rnd_act());
+                kf[i] = nbl_fp16_to_f32(kh[i]);
+                vf[i] = nbl_fp16_to_f32(vh[i]);
+            }
+            for (int i = 0; i < T * H * D; i++) q[i] = rnd_act();
+            nbl_attn_args a = {.T = T, .n_head = H, .n_head_kv = HK, .head_dim = D, .pos0 = p0,
+                               .scale = 1.0f / sqrtf((float)D), .q = q, .q_stride_t = (int64_t)H * D,
+                               .k = f16 ? (const void *)kh : kf, .v = f16 ? (const void *)vh : vf,
+                               .kv_type = f16 ? NBL_TYPE_F16 : NBL_TYPE_F32,
+                               .kv_stride_pos = D, .kv_stride_head = (int64_t)n_ctx * D,
+                               .out = out, .out_stride_t = (int64_t)H * D};
+            nbl_error err;
+            CHECK(nbl_attention(tp, &a, &err) == NBL_OK, "attention failed: %s", err.msg);
+            double e = 0;
+            double *s = malloc(sizeof(double) * (p0 + T));
+            for (int32_t t = 0; t < T; t++)
+                for (int32_t h = 0; h < H; h++) {
+                    const int32_t kvh = h / (H / HK), nk = p0 + t + 1;
+                    const float *qq = q + (t * H + h) * D;
+                    double mx = -INFINITY, sum = 0;
+                    for (int32_t p = 0; p < nk; p++) {
+                        double d = 0;
+                        for (int32_t i = 0; i < D; i++) d += (double)qq[i] * kf[((size_t)kvh * n_ctx + p) * D + i];
+                        s[p] = d / sqrt((double)D);
+                        mx = fmax(mx, s[p]);
+                    }
+                    for (int32_t p = 0; p < nk; p++) sum += (s[p] = exp(s[p] - mx));
+                    for (int32_t i = 0; i < D; i++) {
+                        double o = 0;
+                        for (int32_t p = 0; p < nk; p++) o += s[p] / sum * vf[((size_t)kvh * n_ctx + p) * D + i];
+                        e = fmax(e, fabs(o - out[(t * H + h) * D + i]));
+                    }
+                }
+            CHECK(e < 1e-4, "attention case %zu f16=%d: max error %g", ci, f16, e);
+            free(s), free(kf), free(vf), free(kh), free(vh), free(q), free(out);
+        }
+}
+
+typedef struct {
+    int64_t *hits;
+    int64_t n;
+} tp_ctx;
+static void tp_fn(void *c, int32_t ith, int32_t nth) {
+    tp_ctx *x = c;
+    for (int64_t i = ith; i < x->n; i += nth) x->hits[i]++;
+}
+
+static void test_threadpool(void) {
+    for (int32_t nt = 1; nt <= 4; nt++) {
+        nbl_threadpool *tp = nbl_threadpool_new(nt);
+        CHECK(tp && nbl_threadpool_size(tp) == nt, "pool of %d", nt);
+        int64_t hits[100] = {0};
+        tp_ctx c = {hits, 100};
+        for (int r = 0; r < 2000; r++) nbl_threadpool_run(tp, tp_fn, &c);
+        usleep(30000); /* long enough for workers to go to sleep: the wake path must work too */
+        for (int r = 0; r < 3; r++) {
+            nbl_threadpool_run(tp, tp_fn, &c);
+            usleep(5000);
+        }
+        int ok = 1;
+        for (int i = 0; i < 100; i++) ok &= hits[i] == 2003;
+        CHECK(ok, "every index run exactly once per job with %d threads", nt);
+        nbl_threadpool_free(tp);
+    }
+    int64_t hits[10] = {0};
+    tp_ctx c = {hits, 10};
+    nbl_threadpool_run(NULL, tp_fn, &c);
+    CHECK(hits[9] == 1, "NULL pool runs on the caller");
+}
+
+int main(void) {
+    const nbl_kernels *all[] = {nbl_kernels_ref(), nbl_kernels_avx2(), nbl_kernels_avx512(),
+                                nbl_kernels_neon(), nbl_kernels_wasm()};
+    for (size_t i = 0; i < 5; i++)
+        if (all[i]) tables[n_tables++] = all[i];
+    printf("ISA tables:");
+    for (int i = 0; i < n_tables; i++) printf(" %s", tables[i]->name);
+    printf(" (best: %s)\n", nbl_kernels_best()->name);
+    test_threadpool();
+    test_types();
+    test_helpers();
+    test_rope();
+    nbl_threadpool *tp = nbl_threadpool_new(2);
+    test_matmul(NULL);
+    test_matmul(tp);
+    test_attention(NULL);
+    test_attention(tp);
+    nbl_threadpool_free(tp);
+    return test_done();
+}
