@@ -3,3 +3,4 @@
  * with argv[0] the subcommand name. Add a line here to add a command. */
 NBL_CMD(info, cmd_info, "show a model's metadata and tensors: nbl info MODEL")
 NBL_CMD(run, cmd_run, "generate: nbl run -m MODEL (--tokens 1,2,3 | -p TEXT) -n N")
+NBL_CMD(synth, cmd_synth, "write a random-weight model with a real model's shapes: nbl synth NAME -t TYPE -o OUT.gguf")

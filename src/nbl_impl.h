@@ -299,6 +299,30 @@ nbl_status nbl_chat_render_ex(const char *template_text, const char *template_na
                               size_t *out_len, nbl_range **tmpl_ranges, size_t *n_ranges,
                               nbl_error *err);
 
+/* ---- mix.c: per-tensor types of named quantization mixes ------------------------------------ */
+
+/* Type for a tensor under a mix ("q4_0", "q4_k_m", "q4-mixed", ...); -1 for an unknown mix.
+ * has_output: the model has a separate output.weight (else token_embd is the output head). */
+int32_t nbl_mix_tensor_type(const char *mix, const char *name, int32_t n_dims, int64_t ne0,
+                            int32_t n_layer, int32_t has_output);
+int nbl_mix_valid(const char *name);
+const char *nbl_mix_names(void);
+/* The type used instead of `type` for rows of ne0 elements it cannot hold (K-quants). */
+uint32_t nbl_type_fallback(uint32_t type, int64_t ne0);
+
+/* ---- synth.c: random-weight models with real models' shapes ---------------------------------- */
+
+typedef struct nbl_synth_opts {
+    const char *model;      /* "qwen2.5-0.5b-instruct", "smollm2-360m-instruct", ... */
+    const char *mix;        /* see nbl_mix_names() */
+    const char *vocab_path; /* optional GGUF whose tokenizer.* metadata is copied */
+    uint64_t seed;
+    int32_t n_layer;        /* 0 = the real count (fewer layers make quick test models) */
+} nbl_synth_opts;
+
+nbl_status nbl_synth_write(const nbl_synth_opts *o, const char *path, nbl_error *err);
+const char *nbl_synth_names(void);
+
 /* ---- model.c: architecture table, hyperparameters, tensor binding --------------------------- */
 
 enum nbl_rope_mode { NBL_ROPE_NORM = 0 /* adjacent pairs (llama) */, NBL_ROPE_NEOX = 2 /* halves (qwen2); ggml's values */ };
@@ -347,5 +371,58 @@ const nbl_vocab *nbl_model_vocab(const nbl_model *m);
 const nbl_gguf *nbl_model_gguf(const nbl_model *m);
 /* tokenizer.chat_template as a NUL-terminated string, or NULL. */
 const char *nbl_model_chat_template(const nbl_model *m);
+
+/* ---- safetensors.c: Hugging Face safetensors checkpoints (mmap, untrusted headers) ---------- */
+
+enum nbl_st_dtype {
+    NBL_ST_F32 = 1, NBL_ST_F16, NBL_ST_BF16, NBL_ST_F64, NBL_ST_I64, NBL_ST_U64, NBL_ST_I32,
+    NBL_ST_U32, NBL_ST_I16, NBL_ST_U16, NBL_ST_I8, NBL_ST_U8, NBL_ST_BOOL, NBL_ST_F8_E4M3,
+    NBL_ST_F8_E5M2
+};
+#define NBL_ST_MAX_DIMS 8
+
+typedef struct nbl_st_tensor {
+    const char *name;
+    uint32_t dtype;      /* enum nbl_st_dtype */
+    uint32_t elem_size;  /* bytes per element */
+    uint32_t n_dims;     /* 0..NBL_ST_MAX_DIMS */
+    int64_t shape[NBL_ST_MAX_DIMS]; /* PyTorch order: shape[n_dims-1] is contiguous */
+    uint64_t numel;
+    uint64_t nbytes;     /* numel * elem_size, checked against the file */
+    const uint8_t *data; /* inside the mapped file; any alignment */
+    const char *file;    /* shard file name, for messages */
+} nbl_st_tensor;
+
+typedef struct nbl_st nbl_st;
+/* DIR/model.safetensors.index.json (every shard it names, cross-checked) or DIR/model.safetensors. */
+nbl_status nbl_st_open_dir(const char *dir, nbl_st **out, nbl_error *err);
+nbl_status nbl_st_open_file(const char *path, nbl_st **out, nbl_error *err);
+/* Caller buffer, not copied; label names it in messages. */
+nbl_status nbl_st_open_buffer(const void *data, size_t size, const char *label, nbl_st **out,
+                              nbl_error *err);
+void nbl_st_free(nbl_st *st);
+uint64_t nbl_st_count(const nbl_st *st);
+const nbl_st_tensor *nbl_st_at(const nbl_st *st, uint64_t i); /* sorted by name */
+const nbl_st_tensor *nbl_st_find(const nbl_st *st, const char *name);
+const char *nbl_st_dtype_name(uint32_t dtype);
+int nbl_st_is_float(uint32_t dtype); /* F32, F16 or BF16 */
+/* Elements [first, first+n) as floats; float dtypes only. */
+void nbl_st_read_f32(const nbl_st_tensor *t, uint64_t first, uint64_t n, float *dst);
+
+/* ---- convert.c: Hugging Face checkpoint directory -> GGUF (llama.cpp's layout and keys) ----- */
+
+typedef struct nbl_convert_options {
+    uint32_t out_type; /* 2-D weights: NBL_TYPE_F16 (default), NBL_TYPE_BF16 or NBL_TYPE_F32 */
+    const char *name;  /* general.name; NULL = the directory's name */
+    /* Warnings and progress lines (no newline); NULL = silent. */
+    void (*log)(void *user, const char *msg);
+    void *log_user;
+} nbl_convert_options;
+
+void nbl_convert_options_init(nbl_convert_options *opt);
+/* Converts a Qwen2ForCausalLM / LlamaForCausalLM directory (config.json, safetensors,
+ * tokenizer.json or vocab.json+merges.txt, tokenizer_config.json, ...) into out_path. */
+nbl_status nbl_convert_hf(const char *hf_dir, const char *out_path,
+                          const nbl_convert_options *opt, nbl_error *err);
 
 #endif
