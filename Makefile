@@ -60,3 +60,18 @@ bench: all
 
 clean:
 	rm -rf build
+
+# make fuzz [FUZZ_SECONDS=60]: libFuzzer on the GGUF reader/writer (clang; seeds in tests/fuzz_seeds,
+# the growing corpus in $(B)/fuzz/corpus, crash inputs in $(B)/fuzz/).
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := src/gguf.c src/quant.c src/util.c
+.PHONY: fuzz
+$(B)/fuzz/fuzz_gguf: tests/fuzz_gguf.c $(FUZZ_SRC) src/nbl_impl.h include/nbl.h
+	@mkdir -p $(dir $@)
+	clang -std=c11 -g -O1 -D_DEFAULT_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=all $< $(FUZZ_SRC) -o $@ -lm
+
+fuzz: $(B)/fuzz/fuzz_gguf
+	@mkdir -p $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=$(B)/fuzz/ \
+	  $(B)/fuzz/corpus tests/fuzz_seeds

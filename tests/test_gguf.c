@@ -733,6 +733,17 @@ static void test_nesting(void) {
     CHECK(parse_copy(b, n, msg, sizeof msg) != NBL_OK && strstr(msg, "'n'") && strstr(msg, "nested"),
           "depth 17 refused: %s", msg);
     free(b);
+    /* A long key is shown shortened, so the message keeps its tail. */
+    {
+        size_t kl = 5000, len = 24 + 8 + kl + 4 + 1;
+        uint8_t *k = calloc(1, len);
+        memcpy(k, "GGUF", 4), put32(k + 4, 3), put64(k + 16, 1), put64(k + 24, kl);
+        memset(k + 32, 'k', kl);
+        put32(k + 32 + kl, 77);
+        CHECK(parse_copy(k, len, msg, sizeof msg) != NBL_OK && strstr(msg, "kkk...") &&
+                  strstr(msg, "value type 77") && strlen(msg) < 300, "long key message: %s", msg);
+        free(k);
+    }
     b = nested_file(200000, &n); /* would exhaust the stack if recursion were unbounded */
     CHECK(parse_copy(b, n, msg, sizeof msg) != NBL_OK && strstr(msg, "nested"), "depth 200000 refused");
     free(b);
