@@ -203,6 +203,46 @@ done:
     nbl_json_free(j);
 }
 
+/* stories260K is a real trained model: 200 greedy tokens after BOS must spell llama.cpp's text
+ * byte for byte (pieces concatenated, SentencePiece spaces as spaces). */
+static void stories_text(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/golden/stories260K.expected.txt", dir);
+    nbl_error err = {0};
+    size_t exp_len;
+    char *expected = nbl_read_file(path, &exp_len, &err);
+    CHECK(expected != NULL, "%s: %s", path, err.msg);
+    snprintf(path, sizeof path, "%s/models/stories260K.gguf", dir);
+    nbl_model *m = NULL;
+    nbl_session *s = NULL;
+    nbl_session_options so;
+    nbl_session_options_init(&so);
+    so.n_ctx = 256;
+    CHECK(nbl_model_open_file(path, NULL, &m, &err) == NBL_OK, "open: %s", err.msg);
+    if (m) CHECK(nbl_session_new(m, &so, &s, &err) == NBL_OK, "session: %s", err.msg);
+    if (!s || !expected) goto out;
+    char *text = malloc(200 * 64 + 1);
+    size_t n = 0;
+    int32_t tok = 1;
+    for (int k = 0; k < 200; k++) {
+        if (nbl_session_eval(s, &tok, 1, 0, &err)) break;
+        tok = nbl_sample(nbl_session_logits(s, -1), nbl_vocab_size(m), NULL, NULL, 0, NULL);
+        int32_t len = nbl_token_to_bytes(m, tok, 0, text + n, 64);
+        CHECK(len >= 0 && len <= 64, "token %d has no text", tok);
+        if (len > 0) n += (size_t)len;
+    }
+    text[n] = 0;
+    /* The expected file may end with a newline the pieces do not have. */
+    while (exp_len && expected[exp_len - 1] == '\n' && (n == 0 || text[n - 1] != '\n')) expected[--exp_len] = 0;
+    CHECK(n == exp_len && !memcmp(text, expected, n), "stories260K greedy text differs:\n%s\n--- expected:\n%s", text, expected);
+    printf("ok stories260K 200 greedy tokens: %zu bytes, %s\n", n, n == exp_len && !memcmp(text, expected, n) ? "identical" : "DIFFERENT");
+    free(text);
+out:
+    free(expected);
+    nbl_session_free(s);
+    nbl_model_free(m);
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int main(void) {
@@ -227,5 +267,6 @@ int main(void) {
         if (!only || strstr(names[i], only)) run_golden(dir, names[i]);
         free(names[i]);
     }
+    if (!only || strstr("stories260K", only)) stories_text(dir);
     return test_done();
 }
