@@ -183,6 +183,149 @@ nbl_status nbl_chat_tokenize(const nbl_model *model, const char *template_name,
                              int32_t add_generation_prompt, int32_t **out, int32_t *n_out,
                              nbl_error *err);
 
+/* ---- generation (generate.c) --------------------------------------------------------------
+ * One generation at a time per session: start it with a conversation or tokens, then call
+ * nbl_gen_next until *finish is set. Text comes out as valid UTF-8 with stop strings withheld. */
+
+typedef struct nbl_grammar nbl_grammar;
+
+typedef struct nbl_gen_params {
+    nbl_sampler_params sampler;
+    int32_t max_tokens;        /* 0 = until end of turn or the context is full */
+    const char *const *stop;   /* stop strings; the output ends before the first one */
+    int32_t n_stop;
+    int32_t max_sentences;     /* stop after this many sentences; 0 = off */
+    const nbl_grammar *grammar; /* constrain output (NULL = free); borrowed for the generation */
+} nbl_gen_params;
+
+void nbl_gen_params_init(nbl_gen_params *p);
+
+enum {
+    NBL_FINISH_NONE = 0,   /* still generating */
+    NBL_FINISH_STOP = 1,   /* end-of-turn token, stop string, sentence budget or grammar complete */
+    NBL_FINISH_LENGTH = 2  /* max_tokens reached or the context is full */
+};
+
+typedef struct nbl_usage {
+    int32_t prompt_tokens;     /* tokens of the rendered conversation */
+    int32_t cached_tokens;     /* of those, reused from the KV cache */
+    int32_t completion_tokens; /* generated so far */
+    int32_t dropped_messages;  /* oldest turns shifted out to fit the context */
+} nbl_usage;
+
+/* Starts answering a conversation: renders it with the template (contents are plain text),
+ * keeps the longest prefix already in the KV cache, and when the conversation plus the reply
+ * budget does not fit the context, drops the oldest turns (never the system prompt) until it
+ * does. Fails with NBL_E_CONTEXT when even the last message alone does not fit. */
+nbl_status nbl_gen_start_chat(nbl_session *s, const char *template_name,
+                              const nbl_chat_message *msgs, int32_t n_msgs,
+                              const nbl_gen_params *p, nbl_error *err);
+/* Starts from raw tokens (the prompt as given), reusing the cached prefix. */
+nbl_status nbl_gen_start_tokens(nbl_session *s, const int32_t *tokens, int32_t n,
+                                const nbl_gen_params *p, nbl_error *err);
+/* Generates one token. Writes the newly final text (possibly empty) to out and returns its
+ * length, or -1 on error. cap >= 256 is always enough. *finish is set when done; *token (may be
+ * NULL) receives the sampled id. */
+int32_t nbl_gen_next(nbl_session *s, char *out, int32_t cap, int32_t *finish, int32_t *token,
+                     nbl_error *err);
+void nbl_gen_usage(const nbl_session *s, nbl_usage *u);
+
+/* ---- grammar: constrained decoding ------------------------------------------------------
+ * A grammar restricts generation to a language: a JSON Schema subset, any JSON object, or one of
+ * a list of fixed strings. A matcher binds a grammar to a vocabulary and tracks the text
+ * generated so far; a sampling loop calls, per step:
+ *     nbl_grammar_matcher_apply(m, logits, n_logits)   (or _mask, to get the bitset)
+ *     token = nbl_sample(...)
+ *     nbl_grammar_matcher_accept(m, token, err)
+ * and stops after accepting an end-of-generation token (or once nbl_grammar_matcher_done).
+ * Every text the matcher lets through is a prefix of a valid output that can still be finished
+ * within a bounded number of bytes: lengths, item counts, digits and nesting all have caps (the
+ * schema's own or nbl_grammar_limits), and whitespace is limited to one optional space after
+ * ':' and ','. End-of-generation tokens are allowed exactly when the text is complete.
+ * The guarantee assumes the vocabulary can spell every byte (byte-level BPE and SentencePiece
+ * with byte fallback can); otherwise a mask may come back empty.
+ *
+ * JSON Schema subset: type (a name or a list of names), properties + required (properties
+ * appear in schema order, optional ones may be left out, no other properties: additionalProperties
+ * false is implied), items, minItems, maxItems, minLength, maxLength (in code points), enum and
+ * const (of any JSON values, written compactly), minimum, maximum, exclusiveMinimum,
+ * exclusiveMaximum (integers up to 18 digits; numbers with a range up to 12 integer and 6
+ * fraction digits, no exponent). Annotations (title, description, default, examples, $schema,
+ * $id, $comment, ...) are ignored. Any other keyword is an error naming it and its JSON path,
+ * e.g. "unsupported JSON Schema keyword \"pattern\" at $.properties.email". The empty schema
+ * {} means any JSON value; {"type":"object"} without properties means any object. */
+
+typedef struct nbl_grammar nbl_grammar;
+
+typedef struct nbl_grammar_limits {
+    int32_t max_depth;       /* nesting of objects/arrays inside "any JSON" values (<= 32) */
+    int32_t max_items;       /* items per array / members per object without maxItems */
+    int32_t max_string;      /* code points per string without maxLength */
+    int32_t max_int_digits;  /* integer digits of numbers without a range (<= 18) */
+    int32_t max_frac_digits; /* fraction digits of numbers without a range (0: none) */
+    int32_t max_exp_digits;  /* exponent digits of numbers without a range (0: no exponent) */
+    int32_t space;           /* 1: one optional space after ':' and ','; 0: compact only */
+} nbl_grammar_limits;
+
+/* Defaults: depth 12, 128 items, 1024 code points, 15 / 8 / 2 digits, space 1. */
+void nbl_grammar_limits_init(nbl_grammar_limits *lim);
+
+/* Compiles a JSON Schema (see the subset above). NULL on error, err naming keyword and path. */
+nbl_grammar *nbl_grammar_new_json_schema(const char *schema_json, size_t len, nbl_error *err);
+/* Any JSON object (response_format json_object). */
+nbl_grammar *nbl_grammar_new_json(nbl_error *err);
+/* Exactly one of n strings (raw bytes, not JSON); duplicates are merged. */
+nbl_grammar *nbl_grammar_new_choice(const char *const *choices, int32_t n, nbl_error *err);
+/* Replaces the limits; affects matchers created afterwards. */
+nbl_status nbl_grammar_set_limits(nbl_grammar *g, const nbl_grammar_limits *lim, nbl_error *err);
+void nbl_grammar_free(nbl_grammar *g);
+
+/* A vocabulary prepared for masking (token bytes, byte tries): built once per model, read-only
+ * afterwards, shareable between threads and matchers. */
+typedef struct nbl_grammar_vocab nbl_grammar_vocab;
+
+/* tok_bytes[i] / tok_len[i]: the raw bytes token i stands for (length 0: never allowed, e.g.
+ * control tokens); eog_ids: end-of-generation tokens, allowed exactly when the output is
+ * complete. Bytes are copied. Tokens longer than 1024 bytes are never allowed. */
+nbl_grammar_vocab *nbl_grammar_vocab_new(const char *const *tok_bytes, const int32_t *tok_len,
+                                         int32_t n_vocab, const int32_t *eog_ids, int32_t n_eog,
+                                         nbl_error *err);
+/* From a model: token text via nbl_token_to_bytes (special = 0, so control tokens are never
+ * allowed) and nbl_token_is_eog. Covers all rows of the model's logits. */
+nbl_grammar_vocab *nbl_grammar_vocab_from_model(const nbl_model *model, nbl_error *err);
+int32_t nbl_grammar_vocab_size(const nbl_grammar_vocab *v);
+void nbl_grammar_vocab_free(nbl_grammar_vocab *v);
+
+/* The state of one generation: grammar + vocabulary + text so far. Both must outlive it. */
+typedef struct nbl_grammar_matcher nbl_grammar_matcher;
+
+nbl_grammar_matcher *nbl_grammar_matcher_new(const nbl_grammar *g, const nbl_grammar_vocab *v,
+                                             nbl_error *err);
+nbl_grammar_matcher *nbl_grammar_matcher_clone(const nbl_grammar_matcher *m, nbl_error *err);
+void nbl_grammar_matcher_free(nbl_grammar_matcher *m);
+/* Back to the empty text. */
+void nbl_grammar_matcher_reset(nbl_grammar_matcher *m);
+
+/* The tokens allowed next, as a bitset of (n_vocab + 31) / 32 words: token t is allowed when
+ * bit (t % 32) of word t / 32 is set. Returns the number of allowed tokens (0 after an
+ * end-of-generation token was accepted). */
+int32_t nbl_grammar_matcher_mask(nbl_grammar_matcher *m, uint32_t *bitset);
+/* Computes the mask and sets every disallowed logit (and every row >= n_vocab) to -INFINITY.
+ * Returns the number of allowed tokens, -1 when out of memory. */
+int32_t nbl_grammar_matcher_apply(nbl_grammar_matcher *m, float *logits, int32_t n_logits);
+
+/* Advances by one token. A token the mask would not allow is refused with NBL_E_ARG and
+ * leaves the matcher unchanged. */
+nbl_status nbl_grammar_matcher_accept(nbl_grammar_matcher *m, int32_t token, nbl_error *err);
+/* Advances by raw bytes (e.g. text forced into the output); all or nothing, like accept. */
+nbl_status nbl_grammar_matcher_accept_bytes(nbl_grammar_matcher *m, const char *bytes,
+                                            size_t len, nbl_error *err);
+/* 1 when the text so far is a complete output (end of generation allowed). */
+int32_t nbl_grammar_matcher_can_end(const nbl_grammar_matcher *m);
+/* 1 when the output is complete and nothing can follow but end of generation (or an
+ * end-of-generation token was accepted): the loop may stop without sampling. */
+int32_t nbl_grammar_matcher_done(const nbl_grammar_matcher *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -128,6 +128,7 @@ nbl_status nbl_cpu_forward(const nbl_model *m, const nbl_graph *g, nbl_threadpoo
         case NBL_OP_MATMUL: {
             const int64_t in_w = op->w->ne0;
             float *y = op->dst == NBL_BUF_LOGITS ? logits : dst;
+            if (s->observe) s->observe(s->observe_ctx, op->w, a, rows);
             rc = nbl_matmul_bias(tp, op->w->type, op->w->data, op->vec, op->w->ne1, in_w, a, in_w,
                                  rows, y, op->n, err);
             break;

@@ -6,6 +6,17 @@
 #include "graph.h"
 #include "kernels.h"
 
+/* ---- grammar_gen.c: grammar-constrained sampling for generate.c ---------------------------- */
+typedef struct nbl_grammar_gen nbl_grammar_gen;
+nbl_status nbl_grammar_gen_new(const nbl_model *m, const nbl_grammar *g, nbl_grammar_gen **out,
+                               nbl_error *err);
+void nbl_grammar_gen_free(nbl_grammar_gen *gg);
+/* Masks logits to the tokens the grammar allows, samples one, and advances the grammar. */
+int32_t nbl_grammar_gen_sample(nbl_grammar_gen *gg, const float *logits, int32_t n_vocab,
+                               const nbl_sampler_params *sp, nbl_rng *rng, nbl_error *err);
+/* 1 when the grammar is complete (only end-of-generation may follow). */
+int nbl_grammar_gen_done(const nbl_grammar_gen *gg);
+
 /* KV cache in f16 (as llama.cpp keeps it by default): per layer, K and V each laid out
  * [n_head_kv][n_ctx][head_dim], so one head's history is contiguous for attention. */
 typedef struct nbl_kv {
@@ -20,6 +31,9 @@ void nbl_kv_free(nbl_kv *kv);
 typedef struct nbl_cpu_scratch {
     float *buf[NBL_BUF_COUNT];
     int32_t *pos;      /* [max_rows] absolute positions of the step's rows */
+    /* Optional: sees every matrix product's input rows (calibration statistics). */
+    void (*observe)(void *ctx, const nbl_weight *w, const float *x, int32_t rows);
+    void *observe_ctx;
     int32_t max_rows, n_ctx, n_threads;
 } nbl_cpu_scratch;
 
@@ -33,5 +47,14 @@ void nbl_cpu_scratch_free(nbl_cpu_scratch *s);
 nbl_status nbl_cpu_forward(const nbl_model *m, const nbl_graph *g, nbl_threadpool *tp, nbl_kv *kv,
                            nbl_cpu_scratch *s, const int32_t *tokens, int32_t T, int32_t pos0,
                            int32_t logits_all, float *logits, nbl_error *err);
+
+/* Session internals shared with generate.c and the tools. */
+typedef struct nbl_gen nbl_gen;
+nbl_gen **nbl_session_gen_slot(nbl_session *s);
+void nbl_gen_free(nbl_gen *g);
+nbl_model *nbl_session_model(const nbl_session *s);
+void nbl_session_set_observer(nbl_session *s,
+                              void (*fn)(void *ctx, const nbl_weight *w, const float *x, int32_t rows),
+                              void *ctx);
 
 #endif

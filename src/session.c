@@ -16,7 +16,17 @@ struct nbl_session {
     float *logits;       /* [logits_cap][n_vocab] */
     int32_t logits_cap;  /* rows allocated */
     int32_t logits_rows; /* rows valid from the last eval */
+    nbl_gen *gen;        /* generation state (generate.c), NULL when none */
 };
+
+nbl_gen **nbl_session_gen_slot(nbl_session *s) { return &s->gen; }
+nbl_model *nbl_session_model(const nbl_session *s) { return s->model; }
+void nbl_session_set_observer(nbl_session *s,
+                              void (*fn)(void *ctx, const nbl_weight *w, const float *x, int32_t rows),
+                              void *ctx) {
+    s->scratch.observe = fn;
+    s->scratch.observe_ctx = ctx;
+}
 
 void nbl_session_options_init(nbl_session_options *opt) { memset(opt, 0, sizeof *opt); }
 
@@ -67,6 +77,7 @@ fail:
 
 void nbl_session_free(nbl_session *s) {
     if (!s) return;
+    nbl_gen_free(s->gen);
     nbl_graph_free(&s->graph);
     nbl_kv_free(&s->kv);
     nbl_cpu_scratch_free(&s->scratch);
