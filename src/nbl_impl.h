@@ -246,6 +246,19 @@ int32_t nbl_vocab_tokenize(const nbl_vocab *v, const char *text, size_t len, int
                            const nbl_range *special, size_t n_special, int32_t *out,
                            int32_t cap, nbl_error *err);
 
+/* What the tokenizer read and decided (ids are -1 when absent; strings live as long as v). */
+typedef struct nbl_vocab_info {
+    const char *model;   /* tokenizer.ggml.model: "gpt2" or "llama" */
+    const char *pre;     /* tokenizer.ggml.pre as given ("spm" for SentencePiece) */
+    const char *warning; /* NULL, or one message worth showing once (e.g. unknown pre-tokenizer) */
+    int32_t n_tokens, bos, eos, eot, pad, unk;
+    int32_t add_bos, add_eos, add_space_prefix;
+    int32_t max_token_bytes; /* longest token text: bounds nbl_token_to_bytes' output */
+} nbl_vocab_info;
+void nbl_vocab_get_info(const nbl_vocab *v, nbl_vocab_info *info);
+/* Id of the token whose stored text (byte-level spelling for BPE) is text[0..len); -1 if none. */
+int32_t nbl_vocab_find(const nbl_vocab *v, const char *text, size_t len);
+
 /* ---- json.c: strict JSON (RFC 8259) parser for untrusted input ---------------------------- */
 
 enum nbl_json_type { NBL_JSON_NULL, NBL_JSON_BOOL, NBL_JSON_NUMBER, NBL_JSON_STRING, NBL_JSON_ARRAY, NBL_JSON_OBJECT };
