@@ -661,6 +661,11 @@ static nbl_status load_tokenizer(cv *c) {
         }
         c->pre = detect_pre(c);
     } else {
+        if (!file_exists(c, "vocab.json") && file_exists(c, "tokenizer.model"))
+            return nbl_set_err(c->err, NBL_E_UNSUPPORTED,
+                               "%s: only a SentencePiece tokenizer.model is present; this "
+                               "converter reads byte-level BPE (tokenizer.json or vocab.json)",
+                               c->dir);
         if (!file_exists(c, "vocab.json"))
             return nbl_set_err(c->err, NBL_E_IO, "%s: neither tokenizer.json nor vocab.json found",
                                c->dir);

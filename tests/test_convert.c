@@ -801,6 +801,10 @@ static void test_bad_dirs(void) {
     write_qwen_tensors(dir, 0);
     /* no tokenizer at all */
     CHECK(conv_q(dir, &e) == NBL_E_IO && has(&e, "tokenizer.json"), "no tokenizer: %s", e.msg);
+    CHECK(write_text(dir, "tokenizer.model", "x") == 0, "spm");
+    CHECK(conv_q(dir, &e) == NBL_E_UNSUPPORTED && has(&e, "SentencePiece"), "spm only: %s", e.msg);
+    path_of(p, sizeof p, "q/tokenizer.model");
+    unlink(p);
     CHECK(write_text(dir, "tokenizer.json",
                      "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[[\"a\",\"b\"]]},"
                      "\"added_tokens\":[{\"id\":3,\"content\":\"<|end|>\",\"special\":true}],"
