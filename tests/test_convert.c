@@ -463,6 +463,100 @@ static void tensor_f32(const nbl_gguf_tensor *t, float *out, size_t n) {
     nbl_dequant_row(t->type, t->data, out, (int64_t)n);
 }
 
+static void rmsnorm(const double *x, const float *w, double *out) {
+    double ss = 0;
+    for (int i = 0; i < LE; i++) ss += x[i] * x[i];
+    double r = 1 / sqrt(ss / LE + 1e-5); /* config rms_norm_eps */
+    for (int i = 0; i < LE; i++) out[i] = x[i] * r * w[i];
+}
+
+/* transformers' LlamaForCausalLM forward pass over the original checkpoint, in double:
+ * rotate_half rope with the llama3-scaled frequencies, grouped-query causal attention,
+ * SwiGLU. Our engine on the converted file must agree (README float tolerances). */
+static void test_llama_forward(const llama_ck *ck, const char *gguf_path, const double *inv) {
+    enum { T = 7 };
+    static const int32_t toks[T] = {7, 3, 290, 20, 15, 6, 299};
+    double x[T][LE], k[T][LKV * LHD], v[T][LKV * LHD], logits[T][LV];
+    float gate[LFF * LE], up[LFF * LE];
+    for (int i = 0; i < LFF * LE; i++) gate[i] = nbl_bf16_to_f32(ck->gate_bf[i]), up[i] = nbl_fp16_to_f32(ck->up_f16[i]);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < LE; i++) x[t][i] = ck->emb[toks[t] * LE + i];
+    for (int t = 0; t < T; t++) {
+        double h[LE], q[LH * LHD], att[LH * LHD];
+        rmsnorm(x[t], ck->an, h);
+        project(ck->wq, ck->bq, LH * LHD, h, q);
+        project(ck->wk, ck->bk, LKV * LHD, h, k[t]);
+        project(ck->wv, NULL, LKV * LHD, h, v[t]);
+        for (int hh = 0; hh < LH; hh++) rope_half(q + hh * LHD, LHD, t, inv);
+        for (int hh = 0; hh < LKV; hh++) rope_half(k[t] + hh * LHD, LHD, t, inv);
+        for (int hh = 0; hh < LH; hh++) {
+            int kv = hh / (LH / LKV);
+            double sc[T], mx = -1e300, sum = 0;
+            for (int u = 0; u <= t; u++) {
+                sc[u] = 0;
+                for (int i = 0; i < LHD; i++) sc[u] += q[hh * LHD + i] * k[u][kv * LHD + i];
+                sc[u] /= sqrt((double)LHD);
+                mx = fmax(mx, sc[u]);
+            }
+            for (int u = 0; u <= t; u++) sum += sc[u] = exp(sc[u] - mx);
+            for (int i = 0; i < LHD; i++) {
+                double a = 0;
+                for (int u = 0; u <= t; u++) a += sc[u] / sum * v[u][kv * LHD + i];
+                att[hh * LHD + i] = a;
+            }
+        }
+        for (int r = 0; r < LE; r++) {
+            double o = 0;
+            for (int c = 0; c < LH * LHD; c++) o += (double)ck->wo[r * LH * LHD + c] * att[c];
+            x[t][r] += o;
+        }
+        double h2[LE], act[LFF];
+        rmsnorm(x[t], ck->fn, h2);
+        for (int f = 0; f < LFF; f++) {
+            double g = 0, u = 0;
+            for (int c = 0; c < LE; c++) g += (double)gate[f * LE + c] * h2[c], u += (double)up[f * LE + c] * h2[c];
+            act[f] = g / (1 + exp(-g)) * u;
+        }
+        for (int r = 0; r < LE; r++) {
+            double d = 0;
+            for (int f = 0; f < LFF; f++) d += (double)ck->down[r * LFF + f] * act[f];
+            x[t][r] += d;
+        }
+        double fin[LE];
+        rmsnorm(x[t], ck->norm, fin);
+        for (int vv = 0; vv < LV; vv++) {
+            double l = 0;
+            for (int c = 0; c < LE; c++) l += (double)ck->head[vv * LE + c] * fin[c];
+            logits[t][vv] = l;
+        }
+    }
+    nbl_model *m = NULL;
+    nbl_session *ss = NULL;
+    nbl_error err = {0};
+    nbl_status s = nbl_model_open_file(gguf_path, NULL, &m, &err);
+    if (!s) s = nbl_session_new(m, NULL, &ss, &err);
+    if (!s) s = nbl_session_eval(ss, toks, T, 1, &err);
+    CHECK(s == NBL_OK, "llama forward: %s", err.msg);
+    double worst_cos = 1, worst_rel = 0;
+    for (int t = 0; !s && t < T; t++) {
+        const float *lg = nbl_session_logits(ss, t);
+        double mean = 0, var = 0, dot = 0, na = 0, nb = 0, maxd = 0;
+        for (int i = 0; i < LV; i++) mean += logits[t][i];
+        mean /= LV;
+        for (int i = 0; i < LV; i++) {
+            double a = lg[i] - mean, b = logits[t][i] - mean;
+            var += b * b, dot += a * b, na += a * a, nb += b * b;
+            maxd = fmax(maxd, fabs(lg[i] - logits[t][i]));
+        }
+        worst_cos = fmin(worst_cos, dot / sqrt(na * nb));
+        worst_rel = fmax(worst_rel, maxd / sqrt(var / LV));
+    }
+    CHECK(worst_cos >= 0.99999 && worst_rel <= 0.01, "llama vs HF forward: cos %.7f, max|d|/std %.5f", worst_cos, worst_rel);
+    printf("ok llama converted vs HF-semantics forward: min cos %.7f, max|d|/std %.5f\n", worst_cos, worst_rel);
+    nbl_session_free(ss);
+    nbl_model_free(m);
+}
+
 static void test_llama(void) {
     llama_ck *ck = calloc(1, sizeof *ck);
     char dir[512], out[512], p[600];
@@ -555,6 +649,7 @@ static void test_llama(void) {
         free(gq);
         free(gk);
     }
+    test_llama_forward(ck, out, inv_hf);
     /* other tensors are plain copies with reversed dims; bf16/f16 sources convert exactly */
     const nbl_gguf_tensor *tv = nbl_gguf_find_tensor(g, "blk.0.attn_v.weight"),
                           *tg = nbl_gguf_find_tensor(g, "blk.0.ffn_gate.weight"),
