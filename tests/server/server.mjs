@@ -47,6 +47,7 @@ export async function startServer(opts = {}) {
   const state = { ...DEFAULTS };
   const log = [];
   const sockets = new Set();
+  const active = new Set(); // model responses still sending
 
   const set = (o) => {
     for (const [k, v] of Object.entries(o ?? {})) {
@@ -121,7 +122,13 @@ export async function startServer(opts = {}) {
         const ok = res.write(data.subarray(sent, sent + n));
         sent += n;
         entry.sent = sent;
-        if (!ok) await new Promise((r) => { res.once('drain', r); res.once('close', r); });
+        if (!ok) {
+          await new Promise((r) => {
+            const done = () => { res.off('drain', done); res.off('close', done); r(); };
+            res.on('drain', done);
+            res.on('close', done);
+          });
+        }
       }
       if (cut !== null && sent >= cut) {
         entry.cut = true;
@@ -206,6 +213,7 @@ export async function startServer(opts = {}) {
       res.setHeader('Content-Length', String(end - start));
       res.writeHead(status);
       if (req.method === 'HEAD') { res.end(); return; }
+      if (t.misbehave) { active.add(res); res.on('close', () => active.delete(res)); }
       await send(req, res, { bytes: all.subarray(start, end), start, end }, entry);
     } catch (e) {
       if (!res.headersSent) res.writeHead(500).end(String(e?.message ?? e));
@@ -223,6 +231,13 @@ export async function startServer(opts = {}) {
     url, port, log, state,
     set, addFile,
     reset() { Object.assign(state, DEFAULTS); log.length = 0; },
+    /** Destroys every model response still in flight (a connection dropping now); returns how many. */
+    dropConnections() {
+      const n = active.size;
+      for (const res of active) { res.destroy(); }
+      active.clear();
+      return n;
+    },
     /** Log entries of model requests (the ones misbehaviour applies to). */
     modelRequests() { return log.filter((e) => e.misbehave); },
     async close() {
