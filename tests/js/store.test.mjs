@@ -92,6 +92,13 @@ test('a dropped connection is retried from where it stopped', async () => {
   assert.equal(reqs[0].cut, true);
   assert.ok(reqs[1].start > 5 * CS, `retry starts at ${reqs[1].start}`);
   assert.ok(served() <= DATA.length + CS, `served ${served()} bytes for ${DATA.length}`);
+  // More drops than retry attempts still finish, as long as each attempt makes progress.
+  await store.remove('test-a');
+  srv.reset();
+  srv.set({ cutAfter: 2 * CS, cutTimes: 7 });
+  await store.install(entry());
+  assert.equal(srv.modelRequests().filter((r) => r.cut).length, 7);
+  assert.equal(await storedSha(store, 'test-a'), sha(DATA));
 });
 
 test('a new store (page reload) resumes a partial download without fetching stored chunks again', async () => {
