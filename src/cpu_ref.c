@@ -422,7 +422,10 @@ const nbl_kernels *nbl_kernels_ref(void) { return &REF; }
 
 void nbl_kernels_fill(nbl_kernels *t) {
     for (int i = 0; i < NBL_TYPE_COUNT; i++) {
-        if (!t->from_f32[i]) t->from_f32[i] = REF.from_f32[i];
+        if (!t->from_f32[i]) {
+            t->from_f32[i] = REF.from_f32[i];
+            t->x_bytes[i] = 0;
+        }
         if (!t->tile[i]) {
             t->tile[i] = REF.tile[i];
             t->tile_m[i] = REF.tile_m[i];

@@ -1,6 +1,1066 @@
-/* cpu_x86.c — x86-64 kernels (AVX2/FMA/F16C, AVX-512 with VNNI), compiled per function with
- * target attributes and chosen at run time, so one binary runs on any x86-64 CPU. */
+/* cpu_x86.c — x86-64 kernels: AVX2/FMA/F16C everywhere, AVX-512 VNNI where present. Each function
+ * carries its own target attribute and the tables are chosen at run time, so one binary runs on
+ * any x86-64 CPU. Shared templates are always_inline with compile-time flags; VNNI instructions
+ * inside them are written as inline assembly so the same template also compiles for plain AVX2. */
 #include "kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define T2 __attribute__((target("avx2,fma,f16c")))
+#define T5 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define AI static inline __attribute__((always_inline))
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+T2 AI float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+T2 AI int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+T2 AI float h2f(uint16_t h) { return _cvtsh_ss(h); }
+T2 AI float f16_round(float f) { return _cvtsh_ss(_cvtss_sh(f, 0)); }
+
+T2 AI uint16_t ld16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+T2 AI int32_t ld32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* acc += sum of 4 adjacent u8*s8 products per 32-bit lane. The VNNI form is assembled directly
+ * (EVEX encoding) so this template stays valid in functions compiled for AVX2 only. */
+T2 AI __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s, const int vnni) {
+    if (vnni) {
+        __asm__("%{evex%} vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+        return acc;
+    }
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+
+/* acc += pairwise int16 products (p * scale). */
+T2 AI __m256i dot_s16(__m256i acc, __m256i p, __m256i sc, const int vnni) {
+    if (vnni) {
+        __asm__("%{evex%} vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(p), "v"(sc));
+        return acc;
+    }
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, sc));
+}
+
+/* 16 bytes of packed nibbles -> 32 bytes 0..15: low nibbles first, as ggml's 32-element blocks. */
+T2 AI __m256i nibbles32(const uint8_t *qs) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes, 0xFF where the bit is set. */
+T2 AI __m256i bits32(const uint8_t *qh) {
+    const uint32_t x = (uint32_t)ld32(qh);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfeull));
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+/* ---- activation layouts --------------------------------------------------------------------
+ * Q8_0 / Q8_1 rows: qs[K] int8 | d[nb] f32 | s[nb] f32 | nsum[nb] i32, nb = K/32, where
+ *   d is the fp16-rounded block scale (as ggml stores it), s = d*sum(qs) (fp16-rounded for Q8_1,
+ *   exactly as ggml), nsum = -128*sum(qs) (the correction for weights stored as u8 = v + 128).
+ * Q8_K rows: qs[K] | d[K/256] f32 | bsums[K/16] i16 | nsum16[K/16] i32 | s16[K/16] f32 |
+ *   nsum32[K/32] i32 | s32[K/32] f32 (per-16 and per-32 sums for the K-quants' sub-blocks).
+ * F16 / BF16 rows: f32 values already rounded to f16 / bf16 (the tiles need no conversion). */
+
+#define X8_BYTES 44   /* per 32 elements */
+#define XK_BYTES 484  /* per 256 elements */
+
+typedef struct {
+    const int8_t *qs;
+    const float *d, *s;
+    const int32_t *nsum;
+    const int16_t *bsums;
+    const int32_t *nsum16, *nsum32;
+    const float *s16, *s32;
+} xrow;
+
+AI xrow xrow_q8(const uint8_t *x, int64_t K) {
+    const int64_t nb = K / 32;
+    xrow r;
+    memset(&r, 0, sizeof r);
+    r.qs = (const int8_t *)x;
+    r.d = (const float *)(x + K);
+    r.s = r.d + nb;
+    r.nsum = (const int32_t *)(r.s + nb);
+    return r;
+}
+
+AI xrow xrow_qk(const uint8_t *x, int64_t K) {
+    xrow r;
+    memset(&r, 0, sizeof r);
+    r.qs = (const int8_t *)x;
+    r.d = (const float *)(x + K);
+    r.bsums = (const int16_t *)(r.d + K / 256);
+    r.nsum16 = (const int32_t *)(r.bsums + K / 16);
+    r.s16 = (const float *)(r.nsum16 + K / 16);
+    r.nsum32 = (const int32_t *)(r.s16 + K / 16);
+    r.s32 = (const float *)(r.nsum32 + K / 32);
+    return r;
+}
+
+/* One 32-element block: ggml's AVX2 rounding (nearest even, id = 127/amax). */
+T2 AI int32_t quant_block32(const float *x, int8_t *q, float *d_out, float *d_raw) {
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+           v3 = _mm256_loadu_ps(x + 24);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1));
+    m = _mm256_max_ps(m, _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = amax / 127.0f;
+    *d_raw = d;
+    *d_out = f16_round(d);
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), rnd));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), rnd));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), rnd));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), rnd));
+    const int32_t sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    i0 = _mm256_packs_epi32(i0, i1);
+    i2 = _mm256_packs_epi32(i2, i3);
+    i0 = _mm256_packs_epi16(i0, i2);
+    i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, i0);
+    return sum;
+}
+
+T2 static void x86_from_f32_q8(const float *x, void *vy, int64_t K, int q8_1) {
+    uint8_t *y = vy;
+    const int64_t nb = K / 32;
+    int8_t *qs = (int8_t *)y;
+    float *d = (float *)(y + K), *s = d + nb;
+    int32_t *nsum = (int32_t *)(s + nb);
+    for (int64_t b = 0; b < nb; b++) {
+        float draw;
+        const int32_t sum = quant_block32(x + 32 * b, qs + 32 * b, &d[b], &draw);
+        s[b] = q8_1 ? f16_round(draw * (float)sum) : d[b] * (float)sum;
+        nsum[b] = -128 * sum;
+    }
+}
+T2 static void x86_from_f32_q8_0(const float *x, void *y, int64_t K) { x86_from_f32_q8(x, y, K, 0); }
+T2 static void x86_from_f32_q8_1(const float *x, void *y, int64_t K) { x86_from_f32_q8(x, y, K, 1); }
+
+/* Q8_K: the value of largest magnitude (first one on ties, as ggml) maps to -127. */
+T2 static void x86_from_f32_q8_K(const float *x, void *vy, int64_t K) {
+    uint8_t *y = vy;
+    int8_t *qs = (int8_t *)y;
+    float *dd = (float *)(y + K);
+    int16_t *bsums = (int16_t *)(dd + K / 256);
+    int32_t *nsum16 = (int32_t *)(bsums + K / 16);
+    float *s16 = (float *)(nsum16 + K / 16);
+    int32_t *nsum32 = (int32_t *)(s16 + K / 16);
+    float *s32 = (float *)(nsum32 + K / 32);
+    for (int64_t sb = 0; sb < K / 256; sb++) {
+        const float *xb = x + 256 * sb;
+        __m256 vmax = _mm256_set1_ps(-INFINITY), vmin = _mm256_set1_ps(INFINITY);
+        for (int j = 0; j < 256; j += 8) {
+            const __m256 v = _mm256_loadu_ps(xb + j);
+            vmax = _mm256_max_ps(vmax, v);
+            vmin = _mm256_min_ps(vmin, v);
+        }
+        float hi = -INFINITY, lo = INFINITY, tmp[8];
+        _mm256_storeu_ps(tmp, vmax);
+        for (int j = 0; j < 8; j++) hi = fmaxf(hi, tmp[j]);
+        _mm256_storeu_ps(tmp, vmin);
+        for (int j = 0; j < 8; j++) lo = fminf(lo, tmp[j]);
+        float max = hi >= -lo ? hi : lo;
+        if (hi == -lo) /* a tie: the first element of that magnitude decides the sign */
+            for (int j = 0; j < 256; j++)
+                if (fabsf(xb[j]) == hi) {
+                    max = xb[j];
+                    break;
+                }
+        int8_t *q = qs + 256 * sb;
+        if (fabsf(max) == 0.0f) {
+            memset(q, 0, 256);
+            dd[sb] = 0.0f;
+        } else {
+            const float iscale = -127.0f / max;
+            const __m256 is = _mm256_set1_ps(iscale);
+            for (int j = 0; j < 256; j += 32) {
+                __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(xb + j)));
+                __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(xb + j + 8)));
+                __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(xb + j + 16)));
+                __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(xb + j + 24)));
+                const __m256i c127 = _mm256_set1_epi32(127);
+                i0 = _mm256_min_epi32(i0, c127);
+                i1 = _mm256_min_epi32(i1, c127);
+                i2 = _mm256_min_epi32(i2, c127);
+                i3 = _mm256_min_epi32(i3, c127);
+                i0 = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+                i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                _mm256_storeu_si256((__m256i *)(q + j), i0);
+            }
+            dd[sb] = 1.0f / iscale;
+        }
+        for (int j = 0; j < 16; j++) {
+            int s = 0;
+            for (int l = 0; l < 16; l++) s += q[16 * j + l];
+            bsums[16 * sb + j] = (int16_t)s;
+            nsum16[16 * sb + j] = -128 * s;
+            s16[16 * sb + j] = dd[sb] * (float)s;
+        }
+        for (int j = 0; j < 8; j++) {
+            const int s = bsums[16 * sb + 2 * j] + bsums[16 * sb + 2 * j + 1];
+            nsum32[8 * sb + j] = -128 * s;
+            s32[8 * sb + j] = dd[sb] * (float)s;
+        }
+    }
+}
+
+T2 static void x86_from_f32_f16(const float *x, void *vy, int64_t K) {
+    float *y = vy;
+    int64_t i = 0;
+    for (; i + 8 <= K; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), 0)));
+    for (; i < K; i++) y[i] = f16_round(x[i]);
+}
+
+static void x86_from_f32_bf16(const float *x, void *vy, int64_t K) {
+    float *y = vy;
+    for (int64_t i = 0; i < K; i++) y[i] = nbl_bf16_to_f32(nbl_f32_to_bf16(x[i]));
+}
+
+static void x86_from_f32_f32(const float *x, void *y, int64_t K) { memcpy(y, x, (size_t)K * 4); }
+
+/* ---- direct tiles for the 32-element block types (decode and the AVX2 prefill) ---------------
+ * Each weight block decodes to 32 bytes u with a compile-time offset O: the value is u - O.
+ * O = 128 types (Q8_0, IQ4_NL) hold v = u ^ 0x80 signed; without VNNI they use the sign trick so
+ * maddubs cannot saturate. The offset's correction -O*sum(x) starts the accumulator. */
+
+enum { D_Q4_0, D_Q4_1, D_Q5_0, D_Q5_1, D_Q8_0, D_IQ4 };
+
+static const int8_t IQ4_TAB[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+AI int d_bytes(int D) { return D == D_Q4_0 || D == D_IQ4 ? 18 : D == D_Q4_1 ? 20 : D == D_Q5_0 ? 22 : D == D_Q5_1 ? 24 : 34; }
+AI int d_off(int D) { return D == D_Q4_0 ? 8 : D == D_Q5_0 ? 16 : D == D_Q8_0 || D == D_IQ4 ? 128 : 0; }
+AI int d_min(int D) { return D == D_Q4_1 || D == D_Q5_1; }
+
+/* Returns u for VNNI (unsigned, value u - O) or, for O == 128 without VNNI, the signed value. */
+T2 AI __m256i dec32(const int D, const uint8_t *blk, const int vnni) {
+    switch (D) {
+    case D_Q4_0: return nibbles32(blk + 2);
+    case D_Q4_1: return nibbles32(blk + 4);
+    case D_Q5_0: return _mm256_or_si256(nibbles32(blk + 6), _mm256_and_si256(bits32(blk + 2), _mm256_set1_epi8(0x10)));
+    case D_Q5_1: return _mm256_or_si256(nibbles32(blk + 8), _mm256_and_si256(bits32(blk + 4), _mm256_set1_epi8(0x10)));
+    case D_Q8_0: {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        return vnni ? _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)) : v;
+    }
+    default: {
+        const __m128i t = _mm_loadu_si128((const __m128i *)IQ4_TAB);
+        __m256i tab = _mm256_broadcastsi128_si256(t);
+        if (vnni) tab = _mm256_xor_si256(tab, _mm256_set1_epi8((char)0x80));
+        return _mm256_shuffle_epi8(tab, nibbles32(blk + 2));
+    }
+    }
+}
+
+T2 AI void tile32_t(const int D, const int VN, const int NR, const int NC, int64_t K, const uint8_t *w,
+                    size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) {
+    const int64_t nb = K / 32;
+    const int BS = d_bytes(D), O = d_off(D), MIN = d_min(D);
+    const int SIGNTRICK = !VN && O == 128;
+    const int SH = O == 8 ? 4 : O == 16 ? 3 : 0;
+    __m256 acc[4][4];
+    float accm[4][4];
+    xrow xr[4];
+    for (int c = 0; c < NC; c++) xr[c] = xrow_q8(x + (size_t)c * bx, K);
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps(), accm[r][c] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i xv[4], init[4];
+        for (int c = 0; c < NC; c++) {
+            xv[c] = _mm256_loadu_si256((const __m256i *)(xr[c].qs + 32 * b));
+            init[c] = (O && !SIGNTRICK) ? _mm256_castsi128_si256(_mm_cvtsi32_si128(xr[c].nsum[b] >> SH))
+                                        : _mm256_setzero_si256();
+        }
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
+            const float dw = h2f(ld16(blk));
+            const __m256i u = dec32(D, blk, VN);
+            const __m256i au = SIGNTRICK ? _mm256_sign_epi8(u, u) : u;
+            for (int c = 0; c < NC; c++) {
+                const __m256i s = SIGNTRICK ? _mm256_sign_epi8(xv[c], u) : xv[c];
+                const __m256i p = dot_u8s8(init[c], au, s, VN);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xr[c].d[b]), acc[r][c]);
+                if (MIN) accm[r][c] += h2f(ld16(blk + 2)) * xr[c].s[b];
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum_ps(acc[r][c]) + accm[r][c];
+}
+
+/* Tile entry points: nr <= 4 rows and nc <= 4 columns, split into fixed-size instances of a
+ * kernel name##_k(NR, NC, ...) (NR in {4, 1}; NC in {4, 1}, or only 1 when MAXC is 1). */
+#define TILE_WRAP(name, T, MAXC)                                                                \
+    T static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx, \
+                       int32_t nc, float *y, int64_t ldy) {                                     \
+        const uint8_t *W = w, *X = x;                                                           \
+        int32_t c = 0;                                                                          \
+        for (; MAXC == 4 && c + 4 <= nc; c += 4) {                                              \
+            int32_t r = 0;                                                                      \
+            for (; r + 4 <= nr; r += 4) name##_k(4, 4, K, W + r * bw, bw, X + c * bx, bx, y + c * ldy + r, ldy); \
+            for (; r < nr; r++) name##_k(1, 4, K, W + r * bw, bw, X + c * bx, bx, y + c * ldy + r, ldy); \
+        }                                                                                       \
+        for (; c < nc; c++) {                                                                   \
+            int32_t r = 0;                                                                      \
+            for (; r + 4 <= nr; r += 4) name##_k(4, 1, K, W + r * bw, bw, X + c * bx, bx, y + c * ldy + r, ldy); \
+            for (; r < nr; r++) name##_k(1, 1, K, W + r * bw, bw, X + c * bx, bx, y + c * ldy + r, ldy); \
+        }                                                                                       \
+    }
+
+#define MAKE_TILE32(name, D, T, VN)                                                             \
+    T static void name##_k(const int NR, const int NC, int64_t K, const uint8_t *w, size_t bw,   \
+                           const uint8_t *x, size_t bx, float *y, int64_t ldy) {                \
+        if (NR == 4 && NC == 4) tile32_t(D, VN, 4, 4, K, w, bw, x, bx, y, ldy);                  \
+        else if (NR == 4) tile32_t(D, VN, 4, 1, K, w, bw, x, bx, y, ldy);                        \
+        else if (NC == 4) tile32_t(D, VN, 1, 4, K, w, bw, x, bx, y, ldy);                        \
+        else tile32_t(D, VN, 1, 1, K, w, bw, x, bx, y, ldy);                                     \
+    }                                                                                           \
+    TILE_WRAP(name, T, 4)
+
+MAKE_TILE32(t2_q4_0, D_Q4_0, T2, 0)
+MAKE_TILE32(t2_q4_1, D_Q4_1, T2, 0)
+MAKE_TILE32(t2_q5_0, D_Q5_0, T2, 0)
+MAKE_TILE32(t2_q5_1, D_Q5_1, T2, 0)
+MAKE_TILE32(t2_q8_0, D_Q8_0, T2, 0)
+MAKE_TILE32(t2_iq4_nl, D_IQ4, T2, 0)
+MAKE_TILE32(t5_q4_0, D_Q4_0, T5, 1)
+MAKE_TILE32(t5_q4_1, D_Q4_1, T5, 1)
+MAKE_TILE32(t5_q5_0, D_Q5_0, T5, 1)
+MAKE_TILE32(t5_q5_1, D_Q5_1, T5, 1)
+MAKE_TILE32(t5_q8_0, D_Q8_0, T5, 1)
+MAKE_TILE32(t5_iq4_nl, D_IQ4, T5, 1)
+
+/* ---- direct tiles for the K-quants (one activation column; prefill uses the packed path) ----
+ * Each 32 (or 16) element group: maddubs of unsigned quants with the activations, then an int16
+ * multiply-add by the sub-block scale; one float product per 256-element super-block. */
+
+/* Q4_K / Q5_K 12-byte scales -> 8 scales then 8 mins (bytes), the standard unpacking. */
+AI void unpack_k4(const uint8_t *scales, uint8_t out[16]) {
+    uint32_t u[4];
+    memcpy(u, scales, 12);
+    const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+    const uint32_t a = u[1] & k1;
+    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+    u[2] = a;
+    u[0] &= k1;
+    memcpy(out, u, 16);
+}
+
+/* Q3_K 12-byte scales -> 16 signed scales (-32 .. 31). */
+AI void unpack_q3k(const uint8_t *sc, int8_t out[16]) {
+    for (int j = 0; j < 16; j++) {
+        const int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
+        const int hi = (sc[8 + (j % 4)] >> (2 * (j / 4))) & 3;
+        out[j] = (int8_t)((lo | (hi << 4)) - 32);
+    }
+}
+
+/* int16 vector [s[a] x8 | s[a+1] x8] from 16 int8 scales (one pair of 16-element groups). */
+T2 AI __m256i scale_pair(__m128i sc8, int a) {
+    const __m128i m = _mm_add_epi8(_mm_set_epi64x(0x0101010101010101, 0), _mm_set1_epi8((char)a));
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, m));
+}
+
+/* Shifts by a run-time count (the immediate forms need constants). */
+T2 AI __m256i srl16(__m256i v, int n) { return _mm256_srl_epi16(v, _mm_cvtsi32_si128(n)); }
+
+enum { KQ2, KQ3, KQ4, KQ5, KQ6 };
+
+T2 AI void tilek_t(const int Q, const int VN, const int NR, int64_t K, const uint8_t *w, size_t bw,
+                   const uint8_t *x, float *y) {
+    const int64_t nsb = K / 256;
+    const xrow xr = xrow_qk(x, K);
+    __m256 acc[4];
+    float accm[4];
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps(), accm[r] = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const int8_t *q8 = xr.qs + 256 * sb;
+        const float dx = xr.d[sb];
+        const __m256i bs16 = _mm256_loadu_si256((const __m256i *)(xr.bsums + 16 * sb));
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *rowp = w + (size_t)r * bw;
+            __m256i isum = _mm256_setzero_si256();
+            float dall, dmin = 0.0f;
+            if (Q == KQ4 || Q == KQ5) {
+                const nbl_block_q4_K *b4 = (const nbl_block_q4_K *)rowp + sb;
+                const nbl_block_q5_K *b5 = (const nbl_block_q5_K *)rowp + sb;
+                const uint8_t *sc_raw = Q == KQ4 ? b4->scales : b5->scales;
+                const uint8_t *qs = Q == KQ4 ? b4->qs : b5->qs;
+                dall = h2f(Q == KQ4 ? b4->d : b5->d) * dx;
+                dmin = h2f(Q == KQ4 ? b4->dmin : b5->dmin) * dx;
+                uint8_t smn[16];
+                unpack_k4(sc_raw, smn);
+                /* mins: sum_j m_j * sum(q8 of sub-block j) */
+                const __m256i mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(smn + 8)));
+                const __m256i qsum = _mm256_loadu_si256((const __m256i *)(xr.nsum32 + 8 * sb));
+                accm[r] += dmin * (float)hsum_epi32(_mm256_mullo_epi32(mins, qsum)) * (1.0f / 128.0f);
+                const __m256i hb = Q == KQ5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
+                for (int j = 0; j < 4; j++) {
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+                    __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                    if (Q == KQ5) {
+                        const __m256i one = _mm256_set1_epi8(1);
+                        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(srl16(hb, 2 * j), one), 4));
+                        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(srl16(hb, 2 * j + 1), one), 4));
+                    }
+                    const __m256i s0 = _mm256_set1_epi16(smn[2 * j]), s1 = _mm256_set1_epi16(smn[2 * j + 1]);
+                    const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j)));
+                    const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32)));
+                    isum = dot_s16(isum, p0, s0, VN);
+                    isum = dot_s16(isum, p1, s1, VN);
+                }
+            } else {
+                /* Q2_K, Q3_K, Q6_K: 16-element groups, two 128-element halves of 4 groups of 32. */
+                int8_t sc[16];
+                const uint8_t *qbase;
+                int offset = 0; /* value = u - offset */
+                if (Q == KQ6) {
+                    const nbl_block_q6_K *b = (const nbl_block_q6_K *)rowp + sb;
+                    memcpy(sc, b->scales, 16);
+                    dall = h2f(b->d) * dx;
+                    offset = 32;
+                    qbase = b->ql;
+                } else if (Q == KQ3) {
+                    const nbl_block_q3_K *b = (const nbl_block_q3_K *)rowp + sb;
+                    unpack_q3k(b->scales, sc);
+                    dall = h2f(b->d) * dx;
+                    offset = 4;
+                    qbase = b->qs;
+                } else {
+                    const nbl_block_q2_K *b = (const nbl_block_q2_K *)rowp + sb;
+                    for (int j = 0; j < 16; j++) sc[j] = (int8_t)(b->scales[j] & 0xF);
+                    dall = h2f(b->d) * dx;
+                    dmin = h2f(b->dmin) * dx;
+                    const __m256i mn = _mm256_cvtepu8_epi16(_mm_srli_epi16(_mm_and_si128(_mm_loadu_si128((const __m128i *)b->scales), _mm_set1_epi8((char)0xF0)), 4));
+                    accm[r] -= dmin * (float)hsum_epi32(_mm256_madd_epi16(mn, bs16));
+                    qbase = b->qs;
+                }
+                const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
+                if (offset) { /* -offset * sum_i sc_i * bsum_i */
+                    const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), bs16);
+                    isum = _mm256_sub_epi32(isum, _mm256_mullo_epi32(corr, _mm256_set1_epi32(offset)));
+                }
+                for (int h = 0; h < 2; h++) {
+                    __m256i qa, qb2 = _mm256_setzero_si256(), qhv = _mm256_setzero_si256();
+                    if (Q == KQ6) {
+                        const nbl_block_q6_K *b = (const nbl_block_q6_K *)rowp + sb;
+                        qa = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+                        qb2 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+                        qhv = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                    } else {
+                        qa = _mm256_loadu_si256((const __m256i *)(qbase + 32 * h));
+                        if (Q == KQ3) qhv = _mm256_loadu_si256((const __m256i *)((const nbl_block_q3_K *)rowp + sb)->hmask);
+                    }
+                    for (int g = 0; g < 4; g++) {
+                        __m256i u;
+                        const __m256i m2 = _mm256_set1_epi8(3);
+                        if (Q == KQ6) {
+                            const __m256i lo = g < 2 ? _mm256_and_si256(g == 0 ? qa : qb2, m4)
+                                                     : _mm256_and_si256(_mm256_srli_epi16(g == 2 ? qa : qb2, 4), m4);
+                            const __m256i hi = _mm256_and_si256(srl16(qhv, 2 * g), m2);
+                            u = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                        } else {
+                            u = _mm256_and_si256(srl16(qa, 2 * g), m2);
+                            if (Q == KQ3) {
+                                const __m256i hbit = _mm256_and_si256(srl16(qhv, 4 * h + g), _mm256_set1_epi8(1));
+                                u = _mm256_or_si256(u, _mm256_slli_epi16(hbit, 2));
+                            }
+                        }
+                        const __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * g)));
+                        isum = dot_s16(isum, p, scale_pair(sc8, 8 * h + 2 * g), VN);
+                    }
+                }
+            }
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dall), acc[r]);
+        }
+    }
+    for (int r = 0; r < NR; r++) y[r] = hsum_ps(acc[r]) + accm[r];
+}
+
+#define MAKE_TILEK(name, Q, T, VN)                                                              \
+    T static void name##_k(const int NR, const int NC, int64_t K, const uint8_t *w, size_t bw,   \
+                           const uint8_t *x, size_t bx, float *y, int64_t ldy) {                \
+        (void)NC, (void)bx, (void)ldy;                                                          \
+        if (NR == 4) tilek_t(Q, VN, 4, K, w, bw, x, y);                                         \
+        else tilek_t(Q, VN, 1, K, w, bw, x, y);                                                 \
+    }                                                                                           \
+    TILE_WRAP(name, T, 1)
+
+MAKE_TILEK(t2_q2_K, KQ2, T2, 0)
+MAKE_TILEK(t2_q3_K, KQ3, T2, 0)
+MAKE_TILEK(t2_q4_K, KQ4, T2, 0)
+MAKE_TILEK(t2_q5_K, KQ5, T2, 0)
+MAKE_TILEK(t2_q6_K, KQ6, T2, 0)
+MAKE_TILEK(t5_q2_K, KQ2, T5, 1)
+MAKE_TILEK(t5_q3_K, KQ3, T5, 1)
+MAKE_TILEK(t5_q4_K, KQ4, T5, 1)
+MAKE_TILEK(t5_q5_K, KQ5, T5, 1)
+MAKE_TILEK(t5_q6_K, KQ6, T5, 1)
+
+/* ---- float weights (activations already rounded to the weight's precision, stored as f32) --- */
+
+enum { F_F32, F_F16, F_BF16 };
+
+T2 AI __m256 ldw8(const int F, const uint8_t *p) {
+    if (F == F_F32) return _mm256_loadu_ps((const float *)p);
+    if (F == F_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+AI float ldw1(const int F, const uint8_t *p) {
+    if (F == F_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return F == F_F16 ? nbl_fp16_to_f32(h) : nbl_bf16_to_f32(h);
+}
+
+T2 AI void tilef_t(const int F, const int NR, int64_t K, const uint8_t *w, size_t bw, const float *x, float *y) {
+    const int es = F == F_F32 ? 4 : 2;
+    __m256 acc[4][2];
+    for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= K; i += 16) {
+        const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *p = w + (size_t)r * bw + (size_t)i * es;
+            acc[r][0] = _mm256_fmadd_ps(ldw8(F, p), x0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(ldw8(F, p + 8 * es), x1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < NR; r++) {
+        float s = hsum_ps(_mm256_add_ps(acc[r][0], acc[r][1]));
+        for (int64_t k = i; k < K; k++) s += ldw1(F, w + (size_t)r * bw + (size_t)k * es) * x[k];
+        y[r] = s;
+    }
+}
+
+#define MAKE_TILEF(name, F)                                                                     \
+    T2 static void name##_k(const int NR, const int NC, int64_t K, const uint8_t *w, size_t bw,  \
+                            const uint8_t *x, size_t bx, float *y, int64_t ldy) {               \
+        (void)NC, (void)bx, (void)ldy;                                                          \
+        if (NR == 4) tilef_t(F, 4, K, w, bw, (const float *)x, y);                              \
+        else tilef_t(F, 1, K, w, bw, (const float *)x, y);                                      \
+    }                                                                                           \
+    TILE_WRAP(name, T2, 1)
+
+MAKE_TILEF(t2_f32, F_F32)
+MAKE_TILEF(t2_f16, F_F16)
+MAKE_TILEF(t2_bf16, F_BF16)
+
+/* ---- packed prefill path (AVX-512 VNNI) ------------------------------------------------------
+ * pack: decode 8 rows chunk by chunk into a scratch of bytes, then transpose 8x8 dwords so each
+ * 32-bit lane of a panel vector holds 4 consecutive values of one row. Symmetric types store
+ * u = v + 128 (the activation's nsum = -128*sum(q) undoes the offset); types with minimums store
+ * the raw quant and carry a float offset per block. */
+
+enum { P_Q4_0, P_Q4_1, P_Q5_0, P_Q5_1, P_Q8_0, P_IQ4, P_Q2K, P_Q3K, P_Q4K, P_Q5K, P_Q6K };
+
+AI int p_blk(int P) { return P == P_Q2K || P == P_Q3K || P == P_Q6K ? 16 : 32; }
+AI int p_min(int P) { return P == P_Q4_1 || P == P_Q5_1 || P == P_Q2K || P == P_Q4K || P == P_Q5K; }
+AI int p_chunk(int P) { return P >= P_Q2K ? 256 : 32; }
+
+/* Decodes one chunk (32 or 256 elements) of a row: u[chunk] bytes, s/m per block of p_blk. */
+T2 AI void p_decode(const int P, const uint8_t *row, int64_t ci, uint8_t *u, float *s, float *m) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    if (P <= P_IQ4) {
+        static const int D_OF[] = {D_Q4_0, D_Q4_1, D_Q5_0, D_Q5_1, D_Q8_0, D_IQ4};
+        const int D = D_OF[P];
+        const uint8_t *blk = row + (size_t)ci * d_bytes(D);
+        __m256i v = dec32(D, blk, 1);
+        if (P == P_Q4_0) v = _mm256_add_epi8(v, _mm256_set1_epi8(120));
+        if (P == P_Q5_0) v = _mm256_add_epi8(v, _mm256_set1_epi8(112));
+        _mm256_storeu_si256((__m256i *)u, v);
+        s[0] = h2f(ld16(blk));
+        if (d_min(D)) m[0] = h2f(ld16(blk + 2));
+        return;
+    }
+    if (P == P_Q4K || P == P_Q5K) {
+        const nbl_block_q4_K *b4 = (const nbl_block_q4_K *)row + ci;
+        const nbl_block_q5_K *b5 = (const nbl_block_q5_K *)row + ci;
+        const float d = h2f(P == P_Q4K ? b4->d : b5->d), dmin = h2f(P == P_Q4K ? b4->dmin : b5->dmin);
+        uint8_t smn[16];
+        unpack_k4(P == P_Q4K ? b4->scales : b5->scales, smn);
+        for (int j = 0; j < 8; j++) s[j] = d * smn[j], m[j] = -dmin * smn[8 + j];
+        const uint8_t *qs = P == P_Q4K ? b4->qs : b5->qs;
+        const __m256i hb = P == P_Q5K ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if (P == P_Q5K) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(srl16(hb, 2 * j), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(srl16(hb, 2 * j + 1), one), 4));
+            }
+            _mm256_storeu_si256((__m256i *)(u + 64 * j), lo);
+            _mm256_storeu_si256((__m256i *)(u + 64 * j + 32), hi);
+        }
+        return;
+    }
+    /* Q2_K, Q3_K, Q6_K: two halves of 4 groups of 32; scales per 16. */
+    __m256i add = _mm256_setzero_si256();
+    const uint8_t *qbase;
+    if (P == P_Q6K) {
+        const nbl_block_q6_K *b = (const nbl_block_q6_K *)row + ci;
+        const float d = h2f(b->d);
+        for (int j = 0; j < 16; j++) s[j] = d * b->scales[j];
+        add = _mm256_set1_epi8(96);
+        qbase = b->ql;
+    } else if (P == P_Q3K) {
+        const nbl_block_q3_K *b = (const nbl_block_q3_K *)row + ci;
+        int8_t sc[16];
+        unpack_q3k(b->scales, sc);
+        const float d = h2f(b->d);
+        for (int j = 0; j < 16; j++) s[j] = d * sc[j];
+        add = _mm256_set1_epi8(124);
+        qbase = b->qs;
+    } else {
+        const nbl_block_q2_K *b = (const nbl_block_q2_K *)row + ci;
+        const float d = h2f(b->d), dmin = h2f(b->dmin);
+        for (int j = 0; j < 16; j++) s[j] = d * (b->scales[j] & 0xF), m[j] = -dmin * (b->scales[j] >> 4);
+        qbase = b->qs;
+    }
+    for (int h = 0; h < 2; h++) {
+        __m256i qa, qb2 = _mm256_setzero_si256(), qhv = _mm256_setzero_si256();
+        if (P == P_Q6K) {
+            const nbl_block_q6_K *b = (const nbl_block_q6_K *)row + ci;
+            qa = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+            qb2 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+            qhv = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        } else {
+            qa = _mm256_loadu_si256((const __m256i *)(qbase + 32 * h));
+            if (P == P_Q3K) qhv = _mm256_loadu_si256((const __m256i *)((const nbl_block_q3_K *)row + ci)->hmask);
+        }
+        for (int g = 0; g < 4; g++) {
+            __m256i v;
+            if (P == P_Q6K) {
+                const __m256i lo = g < 2 ? _mm256_and_si256(g == 0 ? qa : qb2, m4)
+                                         : _mm256_and_si256(_mm256_srli_epi16(g == 2 ? qa : qb2, 4), m4);
+                v = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(srl16(qhv, 2 * g), m2), 4));
+            } else {
+                v = _mm256_and_si256(srl16(qa, 2 * g), m2);
+                if (P == P_Q3K)
+                    v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(srl16(qhv, 4 * h + g), one), 2));
+            }
+            _mm256_storeu_si256((__m256i *)(u + 128 * h + 32 * g), _mm256_add_epi8(v, add));
+        }
+    }
+}
+
+/* out[k] = dword k of every row r[0..7] (an 8x8 transpose of 32-bit elements). */
+T2 AI void transpose8(__m256i r[8]) {
+    __m256i t[8], q[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        q[4 * i + 0] = _mm256_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        q[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        q[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        q[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2x128_si256(q[k], q[4 + k], 0x20);
+        r[k + 4] = _mm256_permute2x128_si256(q[k], q[4 + k], 0x31);
+    }
+}
+
+T2 AI void pack_t(const int P, int64_t K, const uint8_t *w, size_t bw, int32_t nr, uint8_t *panel) {
+    const int B = p_blk(P), MIN = p_min(P), CH = p_chunk(P), NBC = CH / B;
+    const size_t bstride = (size_t)B * NBL_PANEL_ROWS + 4 * NBL_PANEL_ROWS * (MIN ? 2 : 1);
+    _Alignas(32) uint8_t u[NBL_PANEL_ROWS][256];
+    float s[NBL_PANEL_ROWS][16], m[NBL_PANEL_ROWS][16];
+    for (int64_t ci = 0; ci < K / CH; ci++) {
+        for (int r = 0; r < NBL_PANEL_ROWS; r++) {
+            if (r < nr) {
+                p_decode(P, w + (size_t)r * bw, ci, u[r], s[r], m[r]);
+            } else {
+                memset(u[r], 0, (size_t)CH);
+                for (int j = 0; j < NBC; j++) s[r][j] = m[r][j] = 0.0f;
+            }
+        }
+        for (int g = 0; g < CH / 32; g++) {
+            __m256i v[8];
+            for (int r = 0; r < 8; r++) v[r] = _mm256_load_si256((const __m256i *)(u[r] + 32 * g));
+            transpose8(v);
+            /* 32 bytes of each row = one block of 32, or two blocks of 16 */
+            const int64_t b0 = (ci * CH + 32 * g) / B;
+            uint8_t *pb = panel + (size_t)b0 * bstride;
+            if (B == 32) {
+                for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i *)(pb + 32 * k), v[k]);
+            } else {
+                for (int k = 0; k < 4; k++) {
+                    _mm256_storeu_si256((__m256i *)(pb + 32 * k), v[k]);
+                    _mm256_storeu_si256((__m256i *)(pb + bstride + 32 * k), v[k + 4]);
+                }
+            }
+        }
+        for (int j = 0; j < NBC; j++) {
+            uint8_t *pb = panel + (size_t)(ci * NBC + j) * bstride + (size_t)B * NBL_PANEL_ROWS;
+            float sv[8], mv[8];
+            for (int r = 0; r < 8; r++) sv[r] = s[r][j], mv[r] = m[r][j];
+            memcpy(pb, sv, 32);
+            if (MIN) memcpy(pb + 32, mv, 32);
+        }
+    }
+}
+
+#define MAKE_PACK(name, P)                                                                      \
+    T2 static void name(int64_t K, const void *w, size_t bw, int32_t nr, uint8_t *panel) {      \
+        pack_t(P, K, w, bw, nr, panel);                                                         \
+    }
+MAKE_PACK(pk_q4_0, P_Q4_0)
+MAKE_PACK(pk_q4_1, P_Q4_1)
+MAKE_PACK(pk_q5_0, P_Q5_0)
+MAKE_PACK(pk_q5_1, P_Q5_1)
+MAKE_PACK(pk_q8_0, P_Q8_0)
+MAKE_PACK(pk_iq4_nl, P_IQ4)
+MAKE_PACK(pk_q2_K, P_Q2K)
+MAKE_PACK(pk_q3_K, P_Q3K)
+MAKE_PACK(pk_q4_K, P_Q4K)
+MAKE_PACK(pk_q5_K, P_Q5K)
+MAKE_PACK(pk_q6_K, P_Q6K)
+
+/* Panel (8 rows) x NC activation columns. Each lane of P accumulates one row's integer dot for
+ * the block, so the float work (convert, scale, accumulate) is one vector op per 8 outputs. */
+T5 AI void mk_t(const int B, const int MIN, const int NC, const int XK, const uint8_t *panel, int64_t K,
+                const uint8_t *x, size_t bx, float *y, int64_t ldy, int32_t nr) {
+    const int64_t nb = K / B;
+    const size_t bstride = (size_t)B * 8 + 32 * (MIN ? 2 : 1);
+    const int DSH = B == 16 ? 4 : 3;
+    xrow xr[8];
+    for (int c = 0; c < NC; c++) xr[c] = XK ? xrow_qk(x + (size_t)c * bx, K) : xrow_q8(x + (size_t)c * bx, K);
+    __m256 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *pb = panel + (size_t)b * bstride;
+        __m256i W[8];
+        for (int k = 0; k < B / 4; k++) W[k] = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
+        const __m256 sv = _mm256_loadu_ps((const float *)(pb + B * 8));
+        const __m256 mv = MIN ? _mm256_loadu_ps((const float *)(pb + B * 8 + 32)) : _mm256_setzero_ps();
+        for (int c = 0; c < NC; c++) {
+            const int8_t *q = xr[c].qs + b * B;
+            const int32_t ns = XK ? (B == 16 ? xr[c].nsum16[b] : xr[c].nsum32[b]) : xr[c].nsum[b];
+            const float dx = XK ? xr[c].d[b >> DSH] : xr[c].d[b];
+            __m256i P = MIN ? _mm256_setzero_si256() : _mm256_set1_epi32(ns);
+            for (int k = 0; k < B / 4; k++) P = _mm256_dpbusd_epi32(P, W[k], _mm256_set1_epi32(ld32((const uint8_t *)q + 4 * k)));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P), _mm256_mul_ps(sv, _mm256_set1_ps(dx)), acc[c]);
+            if (MIN) {
+                const float sx = XK ? (B == 16 ? xr[c].s16[b] : xr[c].s32[b]) : xr[c].s[b];
+                acc[c] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sx), acc[c]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++) {
+        if (nr == 8) {
+            _mm256_storeu_ps(y + c * ldy, acc[c]);
+        } else {
+            float t[8];
+            _mm256_storeu_ps(t, acc[c]);
+            memcpy(y + c * ldy, t, sizeof(float) * (size_t)nr);
+        }
+    }
+}
+
+#define MK_NC 4
+#define MK_CASE(B, MIN, XK)                                                                     \
+    if (blk == B && has_min == MIN && xk == XK) {                                               \
+        int32_t c = 0;                                                                          \
+        for (; c + MK_NC <= nc; c += MK_NC) mk_t(B, MIN, MK_NC, XK, panel, K, x + (size_t)c * bx, bx, y + c * ldy, ldy, nr); \
+        for (; c < nc; c++) mk_t(B, MIN, 1, XK, panel, K, x + (size_t)c * bx, bx, y + c * ldy, ldy, nr); \
+        return;                                                                                 \
+    }
+
+T5 static void gemm_vnni(const uint8_t *panel, int64_t K, int32_t blk, int32_t has_min, uint32_t xtype,
+                         const uint8_t *x, size_t bx, int32_t nc, float *y, int64_t ldy, int32_t nr) {
+    const int xk = xtype == NBL_TYPE_Q8_K;
+    MK_CASE(32, 0, 0)
+    MK_CASE(32, 1, 0)
+    MK_CASE(32, 0, 1)
+    MK_CASE(32, 1, 1)
+    MK_CASE(16, 0, 1)
+    MK_CASE(16, 1, 1)
+    NBL_ASSERT(0);
+}
+
+/* ---- elementwise helpers ------------------------------------------------------------------ */
+
+/* exp(x) for x <= 88.7: range reduction by ln2 (two-part constant) and a degree-6 polynomial;
+ * about 1 ulp over the range softmax and silu use. Underflows to 0 below -87.3. */
+T2 AI __m256 exp256(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.37f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* 2^n, split in two factors so n = 128 (x near 88.7) does not overflow the exponent field */
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i h = _mm256_srai_epi32(ni, 1);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
+    p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    return _mm256_andnot_ps(under, p);
+}
+
+T2 static void x86_silu_mul(float *y, const float *g, const float *u, int64_t n) {
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+T2 static void x86_softmax(float *x, int64_t n) {
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    float t[8], mx = -INFINITY;
+    _mm256_storeu_ps(t, vm);
+    for (int j = 0; j < 8; j++) mx = fmaxf(mx, t[j]);
+    for (; i < n; i++) mx = fmaxf(mx, x[i]);
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256 vs = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(x + i, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    double sum = hsum_ps(vs);
+    for (; i < n; i++) sum += (x[i] = expf(x[i] - mx));
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= (float)(1.0 / sum);
+}
+
+T2 static void x86_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        a0 = _mm256_fmadd_ps(v0, v0, a0);
+        a1 = _mm256_fmadd_ps(v1, v1, a1);
+    }
+    double ss = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    const float sc = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    const __m256 s = _mm256_set1_ps(sc);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), s);
+        if (w) v = _mm256_mul_ps(v, _mm256_loadu_ps(w + i));
+        _mm256_storeu_ps(y + i, v);
+    }
+    for (; i < n; i++) y[i] = x[i] * sc * (w ? w[i] : 1.0f);
+}
+
+T2 static void x86_add(float *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] += x[i];
+}
+
+T2 static float x86_dot_f32_f16(const float *q, const uint16_t *k, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), a0);
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += q[i] * h2f(k[i]);
+    return s;
+}
+
+T2 static float x86_dot_f32(const float *q, const float *k, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(k + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += q[i] * k[i];
+    return s;
+}
+
+T2 static void x86_axpy_f16(float *y, float a, const uint16_t *v, int64_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * h2f(v[i]);
+}
+
+T2 static void x86_axpy_f32(float *y, float a, const float *v, int64_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(v + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * v[i];
+}
+
+/* ---- tables ------------------------------------------------------------------------------ */
+
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c >> 29) & 1;
+}
+
+static void fill_common(nbl_kernels *t) {
+    t->from_f32[NBL_TYPE_Q8_0] = x86_from_f32_q8_0;
+    t->from_f32[NBL_TYPE_Q8_1] = x86_from_f32_q8_1;
+    t->from_f32[NBL_TYPE_Q8_K] = x86_from_f32_q8_K;
+    t->from_f32[NBL_TYPE_F16] = x86_from_f32_f16;
+    t->from_f32[NBL_TYPE_BF16] = x86_from_f32_bf16;
+    t->from_f32[NBL_TYPE_F32] = x86_from_f32_f32;
+    t->x_bytes[NBL_TYPE_Q8_0] = X8_BYTES;
+    t->x_bytes[NBL_TYPE_Q8_1] = X8_BYTES;
+    t->x_bytes[NBL_TYPE_Q8_K] = XK_BYTES;
+    t->x_bytes[NBL_TYPE_F16] = 4;
+    t->x_bytes[NBL_TYPE_BF16] = 4;
+    t->x_bytes[NBL_TYPE_F32] = 4;
+    t->tile[NBL_TYPE_F32] = t2_f32;
+    t->tile[NBL_TYPE_F16] = t2_f16;
+    t->tile[NBL_TYPE_BF16] = t2_bf16;
+    for (int i = 0; i < NBL_TYPE_COUNT; i++) t->tile_m[i] = 4, t->tile_n[i] = 4;
+    t->tile_n[NBL_TYPE_F32] = t->tile_n[NBL_TYPE_F16] = t->tile_n[NBL_TYPE_BF16] = 1;
+    t->rmsnorm = x86_rmsnorm;
+    t->silu_mul = x86_silu_mul;
+    t->softmax = x86_softmax;
+    t->add = x86_add;
+    t->dot_f32_f16 = x86_dot_f32_f16;
+    t->dot_f32 = x86_dot_f32;
+    t->axpy_f16 = x86_axpy_f16;
+    t->axpy_f32 = x86_axpy_f32;
+}
+
+static nbl_kernels T_AVX2, T_AVX512;
+static int avx2_ok = -1, avx512_ok = -1;
+
+const nbl_kernels *nbl_kernels_avx2(void) {
+    if (avx2_ok < 0) {
+        __builtin_cpu_init();
+        int ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+        if (ok) {
+            nbl_kernels *t = &T_AVX2;
+            memset(t, 0, sizeof *t);
+            t->name = "avx2";
+            fill_common(t);
+            t->tile[NBL_TYPE_Q4_0] = t2_q4_0;
+            t->tile[NBL_TYPE_Q4_1] = t2_q4_1;
+            t->tile[NBL_TYPE_Q5_0] = t2_q5_0;
+            t->tile[NBL_TYPE_Q5_1] = t2_q5_1;
+            t->tile[NBL_TYPE_Q8_0] = t2_q8_0;
+            t->tile[NBL_TYPE_IQ4_NL] = t2_iq4_nl;
+            t->tile[NBL_TYPE_Q2_K] = t2_q2_K;
+            t->tile[NBL_TYPE_Q3_K] = t2_q3_K;
+            t->tile[NBL_TYPE_Q4_K] = t2_q4_K;
+            t->tile[NBL_TYPE_Q5_K] = t2_q5_K;
+            t->tile[NBL_TYPE_Q6_K] = t2_q6_K;
+            for (int i = NBL_TYPE_Q2_K; i <= NBL_TYPE_Q6_K; i++) t->tile_n[i] = 1;
+            nbl_kernels_fill(t);
+        }
+        avx2_ok = ok;
+    }
+    return avx2_ok ? &T_AVX2 : NULL;
+}
+
+const nbl_kernels *nbl_kernels_avx512(void) {
+    if (avx512_ok < 0) {
+        __builtin_cpu_init();
+        int ok = nbl_kernels_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                 __builtin_cpu_supports("avx512vnni");
+        if (ok) {
+            nbl_kernels *t = &T_AVX512;
+            memset(t, 0, sizeof *t);
+            t->name = "avx512";
+            fill_common(t);
+            t->tile[NBL_TYPE_Q4_0] = t5_q4_0;
+            t->tile[NBL_TYPE_Q4_1] = t5_q4_1;
+            t->tile[NBL_TYPE_Q5_0] = t5_q5_0;
+            t->tile[NBL_TYPE_Q5_1] = t5_q5_1;
+            t->tile[NBL_TYPE_Q8_0] = t5_q8_0;
+            t->tile[NBL_TYPE_IQ4_NL] = t5_iq4_nl;
+            t->tile[NBL_TYPE_Q2_K] = t5_q2_K;
+            t->tile[NBL_TYPE_Q3_K] = t5_q3_K;
+            t->tile[NBL_TYPE_Q4_K] = t5_q4_K;
+            t->tile[NBL_TYPE_Q5_K] = t5_q5_K;
+            t->tile[NBL_TYPE_Q6_K] = t5_q6_K;
+            for (int i = NBL_TYPE_Q2_K; i <= NBL_TYPE_Q6_K; i++) t->tile_n[i] = 1;
+            const struct { uint32_t ty; nbl_pack_fn fn; int blk, min; } packs[] = {
+                {NBL_TYPE_Q4_0, pk_q4_0, 32, 0}, {NBL_TYPE_Q4_1, pk_q4_1, 32, 1}, {NBL_TYPE_Q5_0, pk_q5_0, 32, 0},
+                {NBL_TYPE_Q5_1, pk_q5_1, 32, 1}, {NBL_TYPE_Q8_0, pk_q8_0, 32, 0}, {NBL_TYPE_IQ4_NL, pk_iq4_nl, 32, 0},
+                {NBL_TYPE_Q2_K, pk_q2_K, 16, 1}, {NBL_TYPE_Q3_K, pk_q3_K, 16, 0}, {NBL_TYPE_Q4_K, pk_q4_K, 32, 1},
+                {NBL_TYPE_Q5_K, pk_q5_K, 32, 1}, {NBL_TYPE_Q6_K, pk_q6_K, 16, 0}};
+            for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++) {
+                t->pack[packs[i].ty] = packs[i].fn;
+                t->pack_blk[packs[i].ty] = (int8_t)packs[i].blk;
+                t->pack_min[packs[i].ty] = (int8_t)packs[i].min;
+            }
+            t->gemm = gemm_vnni;
+            nbl_kernels_fill(t);
+        }
+        avx512_ok = ok;
+    }
+    return avx512_ok ? &T_AVX512 : NULL;
+}
+
+#else /* not x86-64 with GCC/clang */
 
 const nbl_kernels *nbl_kernels_avx2(void) { return NULL; }
 const nbl_kernels *nbl_kernels_avx512(void) { return NULL; }
+
+#endif

@@ -96,7 +96,7 @@ nbl_status nbl_attention(nbl_threadpool *tp, const nbl_attn_args *a, nbl_error *
 
 /* ---- ISA kernel tables (cpu_ref.c, cpu_x86.c, cpu_arm.c, cpu_wasm.c) ----------------------- */
 
-/* Converts one row of K floats to an activation type (a vec-dot type). */
+/* Converts one row of K floats to an activation type (a vec-dot type), in the table's layout. */
 typedef void (*nbl_from_f32_fn)(const float *x, void *y, int64_t K);
 /* A tile of dot products: y[c*ldy + r] = dot(w row r, x row c) for r < nr, c < nc.
  * w rows are bw bytes apart (weight type), x rows bx bytes apart (already converted to the
@@ -104,11 +104,32 @@ typedef void (*nbl_from_f32_fn)(const float *x, void *y, int64_t K);
 typedef void (*nbl_tile_fn)(int64_t K, const void *w, size_t bw, int32_t nr, const void *x,
                             size_t bx, int32_t nc, float *y, int64_t ldy);
 
+/* Packed prefill path: pack decodes nr <= 8 weight rows into a panel of unsigned 8-bit values
+ * interleaved 4 bytes per row (so one SIMD lane holds one row), with a float scale (and, when
+ * the type has minimums, an offset) per row and block of pack_blk elements; gemm multiplies a
+ * panel by nc activation rows: y[c*ldy + r] for r < nr. The panel is decoded once and reused for
+ * every column, which is what makes prefill compute-bound instead of decode-bound. */
+typedef void (*nbl_pack_fn)(int64_t K, const void *w, size_t bw, int32_t nr, uint8_t *panel);
+typedef void (*nbl_gemm_fn)(const uint8_t *panel, int64_t K, int32_t blk, int32_t has_min,
+                            uint32_t xtype, const uint8_t *x, size_t bx, int32_t nc, float *y,
+                            int64_t ldy, int32_t nr);
+#define NBL_PANEL_ROWS 8
+/* Bytes of a panel for K elements in blocks of blk. */
+static inline size_t nbl_panel_bytes(int64_t K, int32_t blk, int32_t has_min) {
+    return (size_t)(K / blk) * ((size_t)blk * NBL_PANEL_ROWS + 4 * NBL_PANEL_ROWS * (has_min ? 2 : 1));
+}
+
 typedef struct nbl_kernels {
     const char *name;                         /* "ref", "avx2", "avx512", "neon", "wasm" */
+    /* Activation rows are in the table's own layout (x_bytes[t] bytes per block of vec-dot type
+     * t; 0 means ggml's block layout), so a table's from_f32 and tile entries go together. */
     nbl_from_f32_fn from_f32[NBL_TYPE_COUNT]; /* indexed by vec-dot type; NULL: use ref */
+    int32_t x_bytes[NBL_TYPE_COUNT];
     nbl_tile_fn tile[NBL_TYPE_COUNT];         /* indexed by weight type; NULL: use ref */
     int8_t tile_m[NBL_TYPE_COUNT], tile_n[NBL_TYPE_COUNT];
+    nbl_pack_fn pack[NBL_TYPE_COUNT];         /* NULL: prefill uses tiles */
+    int8_t pack_blk[NBL_TYPE_COUNT], pack_min[NBL_TYPE_COUNT];
+    nbl_gemm_fn gemm;
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*silu_mul)(float *y, const float *g, const float *u, int64_t n);
     void (*softmax)(float *x, int64_t n);
@@ -130,7 +151,8 @@ const nbl_kernels *nbl_kernels_wasm(void);
 /* The fastest table available (NBL_ISA=ref|avx2|avx512|neon|wasm in the environment forces one
  * when available). Chosen once, thread-safe. */
 const nbl_kernels *nbl_kernels_best(void);
-/* Fills the NULL entries of t from the reference table. */
+/* Fills the NULL entries of t from the reference table (a table with its own activation layout
+ * must provide every tile that uses it). */
 void nbl_kernels_fill(nbl_kernels *t);
 
 #endif

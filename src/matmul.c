@@ -70,8 +70,14 @@ typedef struct mm_job {
     int64_t ldy;
     const float *bias;
     int64_t rows_per_chunk, n_chunks, cols_per_block;
+    uint8_t *panels;  /* packed path: one panel per thread */
+    size_t panel_bytes;
     atomic_long next;
 } mm_job;
+
+/* Minimum columns for the packed path: below it, decoding each weight block on the fly (tiles)
+ * costs less than packing it once. */
+#define PACK_MIN_T 4
 
 static void mm_convert(void *ctx, int32_t ith, int32_t nth) {
     mm_job *j = ctx;
@@ -112,6 +118,27 @@ static void mm_compute(void *ctx, int32_t ith, int32_t nth) {
     }
 }
 
+static void mm_packed(void *ctx, int32_t ith, int32_t nth) {
+    (void)nth;
+    mm_job *j = ctx;
+    const nbl_kernels *kt = j->kt;
+    uint8_t *panel = j->panels + (size_t)ith * j->panel_bytes;
+    const int64_t n_panels = (j->M + NBL_PANEL_ROWS - 1) / NBL_PANEL_ROWS;
+    for (;;) {
+        const int64_t p = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (p >= n_panels) break;
+        const int64_t r0 = p * NBL_PANEL_ROWS;
+        const int32_t nr = (int32_t)(j->M - r0 < NBL_PANEL_ROWS ? j->M - r0 : NBL_PANEL_ROWS);
+        kt->pack[j->wtype](j->K, j->W + (size_t)r0 * j->bw, j->bw, nr, panel);
+        float *y = j->Y + r0;
+        kt->gemm(panel, j->K, kt->pack_blk[j->wtype], kt->pack_min[j->wtype], j->xtype, j->xq, j->bx,
+                 (int32_t)j->T, y, j->ldy, nr);
+        if (j->bias)
+            for (int64_t t = 0; t < j->T; t++)
+                for (int32_t r = 0; r < nr; r++) y[t * j->ldy + r] += j->bias[r0 + r];
+    }
+}
+
 nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, const float *bias,
                            int64_t M, int64_t K, const float *X, int64_t ldx, int64_t T,
                            float *Y, int64_t ldy, nbl_error *err) {
@@ -143,13 +170,19 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     j.T = T;
     j.X = X;
     j.ldx = ldx;
-    j.bx = (size_t)nbl_row_bytes((uint32_t)xtype, K);
+    j.bx = j.kt->x_bytes[xtype] ? (size_t)(K / tx->blck) * (size_t)j.kt->x_bytes[xtype]
+                                 : (size_t)nbl_row_bytes((uint32_t)xtype, K);
     j.bx = (j.bx + 63) & ~(size_t)63; /* each converted row cache-line aligned */
     j.Y = Y;
     j.ldy = ldy;
     j.bias = bias;
 
-    const size_t need = j.bx * (size_t)T;
+    const int32_t nth = nbl_threadpool_size(tp);
+    const int packed = T >= PACK_MIN_T && j.kt->pack[wtype] && j.kt->gemm &&
+                       K % j.kt->pack_blk[wtype] == 0;
+    if (packed) j.panel_bytes = (nbl_panel_bytes(K, j.kt->pack_blk[wtype], j.kt->pack_min[wtype]) + 63) & ~(size_t)63;
+    const size_t xbytes = (j.bx * (size_t)T + 63) & ~(size_t)63;
+    const size_t need = xbytes + j.panel_bytes * (size_t)nth;
     void *heap = NULL;
     j.xq = nbl_threadpool_scratch(tp, need);
     if (!j.xq) {
@@ -157,13 +190,18 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
             return nbl_set_err(err, NBL_E_NOMEM, "matmul: %zu bytes of activation scratch", need);
         j.xq = heap;
     }
-
-    const int32_t nth = nbl_threadpool_size(tp);
+    j.panels = j.xq + xbytes;
     if (T * K < 16384 || nth == 1)
         mm_convert(&j, 0, 1);
     else
         nbl_threadpool_run(tp, mm_convert, &j);
 
+    if (packed) {
+        atomic_init(&j.next, 0);
+        nbl_threadpool_run(tp, mm_packed, &j);
+        free(heap);
+        return NBL_OK;
+    }
     const int64_t tm = j.kt->tile_m[wtype], tn = j.kt->tile_n[wtype];
     /* Enough chunks that a slow thread does not hold up the rest, few enough that the atomic
      * counter is not contended; chunks are whole tiles. */
