@@ -110,6 +110,8 @@ export interface StoreOptions {
   stallMs?: number;
   /** Whole-file re-downloads after a hash mismatch without chunk hashes. Default 1. */
   maxFullRetries?: number;
+  /** Serialises installs of a model across tabs and workers. Default navigator.locks; null: off. */
+  locks?: LockManager | null;
 }
 
 export interface InstallOptions {

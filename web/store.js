@@ -371,7 +371,8 @@ function makeMeter() {
  * 64), fetch, backend ('opfs' | 'cache' | 'memory' | adapter object; default: OPFS when available,
  * else Cache Storage, else memory), storage (a StorageManager: estimate/persist/getDirectory),
  * caches (a CacheStorage), retry { attempts, baseMs, maxMs }, stallMs (idle time before a request
- * counts as dropped), maxFullRetries (whole-file re-downloads after a hash mismatch).
+ * counts as dropped), maxFullRetries (whole-file re-downloads after a hash mismatch), locks (a
+ * LockManager, default navigator.locks; null to disable).
  */
 export function createStore(opts = {}) {
   const root = opts.root ?? 'nbl-models';
@@ -384,6 +385,9 @@ export function createStore(opts = {}) {
   const retry = { attempts: 8, baseMs: 500, maxMs: 15000, ...(opts.retry ?? {}) };
   const stallMs = opts.stallMs ?? 30000;
   const maxFullRetries = opts.maxFullRetries ?? 1;
+  // Web Locks serialise installs of one model across tabs and workers of the origin: a second tab
+  // waits, then finds the model installed instead of downloading it a second time.
+  const locks = opts.locks === undefined ? globalThis.navigator?.locks ?? null : opts.locks;
   const inflight = new Map(); // id -> { promise, controller }
   const openOk = new Set(); // ids whose chunks were checked present since the last change
 
@@ -761,7 +765,11 @@ export function createStore(opts = {}) {
         if (signal.aborted) return Promise.reject(abortReason(signal));
         signal.addEventListener('abort', forward, { once: true });
       }
-      const promise = runInstall(e, onProgress, controller.signal).catch((err) => {
+      const run = () => runInstall(e, onProgress, controller.signal);
+      const locked = locks
+        ? locks.request(`nbl-store:${root}:${e.id}`, { signal: controller.signal }, run)
+        : run();
+      const promise = locked.catch((err) => {
         if (isQuotaError(err) && !(err instanceof StoreError)) {
           throw new StoreError('QUOTA', `storage is full while installing "${e.id}": ${err.message}`, { cause: err });
         }

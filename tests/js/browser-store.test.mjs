@@ -89,6 +89,28 @@ test('a corrupted chunk is detected and repaired', async () => {
   assert.equal(await call((id) => nbl.hash(id), ID), SHA);
 });
 
+test('two tabs installing the same model download it once', async () => {
+  await call((id) => nbl.remove(id), ID);
+  models.reset();
+  models.set({ throttle: 1_000_000 });
+  const other = await browser.context.newPage();
+  try {
+    await other.goto(page.url());
+    await other.waitForFunction(() => window.nblReady === true);
+    await call((e) => nbl.start(e), entry());
+    await page.waitForFunction(() => nbl.events.length > 0);
+    const second = await other.evaluate((e) => nbl.install(e), entry()); // waits for the first tab's lock
+    const first = await call(() => nbl.running);
+    assert.equal(first.verified, true, JSON.stringify(first));
+    assert.equal(second.verified, true, JSON.stringify(second));
+    assert.equal(models.modelRequests().length, 1);
+    assert.equal(served(), BYTES.length);
+    assert.equal(await other.evaluate((id) => nbl.hash(id), ID), SHA);
+  } finally {
+    await other.close();
+  }
+});
+
 test('a module worker reads the same store; evicted data reads as not installed and is repaired', async () => {
   const w = await call((id) => nbl.inWorker(id), ID);
   assert.deepEqual(w, { status: 'installed', kind: 'opfs', size: BYTES.length, sha256: SHA });

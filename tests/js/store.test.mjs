@@ -70,7 +70,7 @@ test('full install reports progress, stores identical bytes and reads ranges', a
   const rated = events.filter((e) => e.rate > 0 && e.phase === 'download');
   assert.ok(rated.length > 0, 'some events carry a rate');
   const r = rated.at(-1).rate;
-  assert.ok(r > 1_500_000 * 0.4 && r < 1_500_000 * 2.5, `rate ${r} vs throttle 1.5e6`);
+  assert.ok(r > 1_500_000 * 0.2 && r < 1_500_000 * 2, `rate ${r} vs throttle 1.5e6`);
   assert.ok(rated.every((e) => Number.isFinite(e.eta) && e.eta >= 0));
   assert.equal(srv.modelRequests().length, 1, 'one request for the whole file');
   assert.equal(srv.modelRequests()[0].range, `bytes=0-${DATA.length - 1}`);
