@@ -49,7 +49,7 @@ $(B)/asan/tests/%: tests/%.c tests/test.h $(B)/asan/libnbl.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) -O1 $(SAN) $(CFLAGS) $< $(B)/asan/libnbl.a -o $@ $(LDLIBS)
 
-test: all $(TBIN) $(ATBIN)
+test: all $(TBIN) $(ATBIN) wasm
 	@B=$(B) bash tests/run.sh
 
 test-c: all $(TBIN)
@@ -75,3 +75,47 @@ fuzz: $(B)/fuzz/fuzz_gguf
 	@mkdir -p $(B)/fuzz/corpus
 	$(B)/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -artifact_prefix=$(B)/fuzz/ \
 	  $(B)/fuzz/corpus tests/fuzz_seeds
+
+# make wasm: the WebAssembly builds of the library (Emscripten), written to $(WASM_OUT):
+#   nbl-st.mjs/.wasm  single-threaded, SIMD128: runs anywhere
+#   nbl-mt.mjs/.wasm  pthreads + SIMD128: used when the page is cross-origin isolated
+# Objects go under $(B)/wasm/. web/core.js picks one at run time.
+EMCC     ?= emcc
+WASM_OUT ?= web/dist
+export NODE_PATH ?= /usr/share/nodejs
+# clang's -Wstring-concatenation flags adjacent literals that deliberately spell one token.
+WASM_CFLAGS := $(WARN) -Wno-string-concatenation -O3 -msimd128 -D_DEFAULT_SOURCE -Iinclude -Isrc
+WASM_LDFLAGS := -O3 -msimd128 -sALLOW_MEMORY_GROWTH=1 -sINITIAL_MEMORY=64MB -sMAXIMUM_MEMORY=4GB \
+  -sTOTAL_STACK=1MB -sMODULARIZE=1 -sEXPORT_ES6=1 -sEXPORT_NAME=createNblModule \
+  -sENVIRONMENT=web,worker,node -sNODEJS_CATCH_EXIT=0 -sNODEJS_CATCH_REJECTION=0 -sFILESYSTEM=0 -sEXPORTED_FUNCTIONS=_malloc,_free \
+  -sEXPORTED_RUNTIME_METHODS=UTF8ToString,stringToUTF8,lengthBytesUTF8
+# The pool of pthread workers is started with the module (Module.nblPoolSize of them, set by
+# web/core.js to the thread count minus the caller), since a thread created later would only
+# start once the caller yields to the event loop, and the kernels' pool waits for its workers.
+WASM_MT_LDFLAGS := -pthread -sPTHREAD_POOL_SIZE='Module["nblPoolSize"]||0' -sPTHREAD_POOL_SIZE_STRICT=0 -Wno-pthreads-mem-growth
+WASM_ST_OBJ := $(SRC:src/%.c=$(B)/wasm/st/%.o)
+WASM_MT_OBJ := $(SRC:src/%.c=$(B)/wasm/mt/%.o)
+
+.PHONY: wasm
+wasm: $(WASM_OUT)/nbl-st.mjs $(WASM_OUT)/nbl-mt.mjs $(WASM_OUT)/package.json
+
+$(B)/wasm/st/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_CFLAGS) -c $< -o $@
+
+$(B)/wasm/mt/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_CFLAGS) -pthread -c $< -o $@
+
+$(WASM_OUT)/nbl-st.mjs: $(WASM_ST_OBJ)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_LDFLAGS) $^ -o $@
+
+$(WASM_OUT)/nbl-mt.mjs: $(WASM_MT_OBJ)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_LDFLAGS) $(WASM_MT_LDFLAGS) $^ -o $@
+
+# web/ is an ES-module package; the pthread worker script Emscripten writes is a classic script.
+$(WASM_OUT)/package.json:
+	@mkdir -p $(dir $@)
+	printf '{ "type": "commonjs" }\n' > $@

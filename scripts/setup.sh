@@ -13,6 +13,11 @@ have node  || need+=(nodejs)
 have npm   || need+=(npm)
 # The browser tests drive Debian's chromium through playwright-core, which never downloads one.
 have chromium || need+=(chromium)
+# The WebAssembly build: Debian's emscripten, whose compiler runs under node with Debian's acorn
+# (the Makefile sets NODE_PATH=/usr/share/nodejs), and binaryen's wasm-opt.
+have emcc     || need+=(emscripten)
+have wasm-opt || need+=(binaryen)
+[ -d /usr/share/nodejs/acorn ] || need+=(node-acorn)
 # libasan/libubsan come with gcc on Debian; checked by compiling a probe below.
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then echo "setup: missing ${need[*]}; run as root or install them" >&2; exit 1; fi

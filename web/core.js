@@ -1,0 +1,331 @@
+// The WebAssembly core: loads the single- or multi-threaded build of the C library (web/dist/,
+// written by `make wasm`) and wraps its flat C API (src/wasm_api.c) in a small class. No model
+// logic lives here: only bytes in, JSON and numbers out. Used by web/worker.js, by the in-page
+// engine, and directly by the node tests.
+
+const IS_NODE = typeof process === 'object' && !!process.versions?.node && typeof window === 'undefined';
+const DEFAULT_DIST = new URL('./dist/', import.meta.url);
+
+/** True when the threaded build can run here: SharedArrayBuffer plus, in a browser, a
+ * cross-origin isolated page (COOP/COEP), which is what makes SharedArrayBuffer available. */
+export function threadsAvailable() {
+  if (typeof SharedArrayBuffer === 'undefined' || typeof WebAssembly?.Memory !== 'function') return false;
+  return IS_NODE || globalThis.crossOriginIsolated === true;
+}
+
+/** Logical cores, as the platform reports them (1 when unknown). */
+export function hardwareThreads() {
+  const n = globalThis.navigator?.hardwareConcurrency;
+  if (n > 0) return n;
+  if (IS_NODE) return globalThis.process?.env?.NBL_THREADS ? Number(process.env.NBL_THREADS) : 4;
+  return 1;
+}
+
+/** Thread count a session uses when the caller does not say: decode is bound by memory
+ * bandwidth, which a few cores saturate, and the page needs a core of its own. */
+export function defaultThreads() {
+  return Math.max(1, Math.min(8, hardwareThreads() - 1));
+}
+
+export const FINISH = Object.freeze({ NONE: 0, STOP: 1, LENGTH: 2 });
+export const TOK_ADD_BOS = 1;
+export const TOK_PARSE_SPECIAL = 2;
+
+/** An error from the C library: `code` is the nbl_status name ('format', 'nomem', ...). */
+export class CoreError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.name = 'CoreError';
+    this.status = status;
+    this.code = STATUS[status] ?? 'error';
+  }
+}
+const STATUS = ['ok', 'arg', 'io', 'format', 'unsupported', 'nomem', 'context', 'state'];
+
+/**
+ * Loads a build. Options: threads ('auto' | number; 1 picks the single-threaded build, more
+ * the threaded one when threadsAvailable()), dist (URL of the folder holding the builds).
+ * Resolves to a Core.
+ */
+export async function loadCore({ threads = 'auto', dist = DEFAULT_DIST } = {}) {
+  let n = threads === 'auto' || threads == null ? defaultThreads() : Math.floor(Number(threads));
+  if (!(n >= 1)) throw new RangeError(`threads must be 'auto' or a positive number, got ${threads}`);
+  const threaded = n > 1 && threadsAvailable();
+  if (!threaded) n = 1;
+  const base = dist instanceof URL ? dist : new URL(dist, globalThis.location?.href ?? DEFAULT_DIST);
+  const script = new URL(threaded ? 'nbl-mt.mjs' : 'nbl-st.mjs', base);
+  if (IS_NODE) {
+    // Emscripten's node support predates ES modules: its glue expects CommonJS globals.
+    const { createRequire } = await import('node:module');
+    globalThis.require ??= createRequire(import.meta.url);
+    globalThis.__dirname ??= decodeURIComponent(base.pathname);
+  }
+  const { default: factory } = await import(script.href);
+  // Node has fetch but not for file paths: hand the binary over instead.
+  const wasmBinary = IS_NODE
+    ? (await import('node:fs')).readFileSync(new URL(threaded ? 'nbl-mt.wasm' : 'nbl-st.wasm', base))
+    : undefined;
+  const mod = await factory({
+    wasmBinary,
+    nblPoolSize: n - 1,
+    // Emscripten asks for the .wasm (and the pthread worker) by name; node reads them by path.
+    locateFile: (name) => (IS_NODE ? decodeURIComponent(new URL(name, base).pathname) : new URL(name, base).href),
+    mainScriptUrlOrBlob: script.href,
+    print: (s) => console.log(s),
+    printErr: (s) => console.warn(s),
+  });
+  // Node keeps a process alive while any worker is referenced; the pool should not.
+  if (IS_NODE) for (const w of mod.PThread?.unusedWorkers ?? []) w.unref?.();
+  return new Core(mod, { threaded, threads: n });
+}
+
+/** The C API over one module instance. Pointers are unsigned: memory may exceed 2 GiB. */
+export class Core {
+  constructor(mod, { threaded, threads }) {
+    this.mod = mod;
+    this.threaded = threaded;
+    this.threads = threads;
+    this.simd = true;
+  }
+
+  get heapU8() { return this.mod.HEAPU8; }
+
+  error(status) {
+    const m = this.mod;
+    return new CoreError(m.UTF8ToString(m._nblw_error() >>> 0) || `error ${status}`, status ?? m._nblw_error_code());
+  }
+
+  check(status) {
+    if (status !== 0) throw this.error(status);
+  }
+
+  /** Copies a JS string into wasm memory (NUL-terminated); free with this.free. */
+  cstr(s) {
+    const m = this.mod;
+    const n = m.lengthBytesUTF8(s) + 1;
+    const p = m._malloc(n) >>> 0;
+    if (!p) throw new CoreError('out of WebAssembly memory for a string', 5);
+    m.stringToUTF8(s, p, n);
+    return p;
+  }
+
+  free(p) { if (p) this.mod._free(p); }
+
+  /** Stops the threaded build's workers; the core is unusable afterwards. */
+  terminate() {
+    const P = this.mod.PThread;
+    for (const w of [...(P?.unusedWorkers ?? []), ...(P?.runningWorkers ?? [])]) w.terminate();
+  }
+
+  /** Most bytes the module can address, and bytes below its heap top now. */
+  memory() { return { max: this.mod._nblw_heap_max(), used: this.mod._nblw_heap_used() }; }
+
+  // ---- models ------------------------------------------------------------------------------
+
+  /** Allocates room for a model of `size` bytes, or throws (before any allocation) when it
+   * cannot fit the memory limit. Returns the pointer; fill it, then openModelAt. */
+  allocModel(size) {
+    const p = this.mod._nblw_model_alloc(size) >>> 0;
+    if (!p) throw this.error(5);
+    return p;
+  }
+
+  /** Opens the GGUF at ptr (from allocModel; ownership passes to the model, also on failure). */
+  openModelAt(ptr, size, { vocabOnly = false } = {}) {
+    const h = this.mod._nblw_model_open(ptr, size, vocabOnly ? 1 : 0) >>> 0;
+    if (!h) throw this.error();
+    return new CoreModel(this, h);
+  }
+
+  /**
+   * Opens a model from bytes (ArrayBuffer / typed array), a Blob, a Response, or
+   * { size, stream } (a ReadableStream of Uint8Array), copying the bytes straight into wasm
+   * memory: chunk by chunk, never through a second whole-file buffer. onProgress({ loaded, total }).
+   */
+  async openModel(src, { onProgress, signal, vocabOnly = false } = {}) {
+    if (src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
+      const bytes = src instanceof ArrayBuffer ? new Uint8Array(src) : new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
+      const p = this.allocModel(bytes.length);
+      this.heapU8.set(bytes, p);
+      onProgress?.({ loaded: bytes.length, total: bytes.length });
+      return this.openModelAt(p, bytes.length, { vocabOnly });
+    }
+    let size, stream;
+    if (typeof Blob !== 'undefined' && src instanceof Blob) {
+      size = src.size;
+      stream = src.stream();
+    } else if (typeof Response !== 'undefined' && src instanceof Response) {
+      size = Number(src.headers.get('content-length'));
+      if (!(size > 0) || src.headers.get('content-encoding')) {
+        // No usable length: the bytes have to be collected before their size is known.
+        return this.openModel(new Uint8Array(await src.arrayBuffer()), { onProgress, vocabOnly });
+      }
+      stream = src.body;
+    } else if (src && src.stream && Number.isSafeInteger(src.size)) {
+      ({ size, stream } = src);
+    } else {
+      throw new TypeError('openModel: expected bytes, a Blob, a Response or { size, stream }');
+    }
+    const p = this.allocModel(size);
+    let loaded = 0;
+    const reader = stream.getReader();
+    try {
+      for (;;) {
+        if (signal?.aborted) throw signal.reason ?? new DOMException('aborted', 'AbortError');
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (loaded + value.length > size) throw new CoreError(`model: more than the announced ${size} bytes`, 3);
+        this.heapU8.set(value, p + loaded); // heap views are re-read: memory may have grown
+        loaded += value.length;
+        onProgress?.({ loaded, total: size });
+      }
+      if (loaded !== size) throw new CoreError(`model: got ${loaded} of ${size} bytes`, 2);
+    } catch (e) {
+      this.free(p);
+      reader.cancel().catch(() => {});
+      throw e;
+    }
+    return this.openModelAt(p, size, { vocabOnly });
+  }
+
+  // ---- sessions -----------------------------------------------------------------------------
+
+  /** A session (KV cache) on model. nCtx 0 = min(training context, 4096). */
+  newSession(model, { nCtx = 0, nBatch = 0, threads = this.threads } = {}) {
+    const h = this.mod._nblw_session_new(model.h, nCtx, nBatch, threads) >>> 0;
+    if (!h) throw this.error();
+    return new CoreSession(this, model, h);
+  }
+}
+
+export class CoreModel {
+  constructor(core, h) {
+    this.core = core;
+    this.h = h;
+    this.info = JSON.parse(core.mod.UTF8ToString(core.mod._nblw_model_info(h) >>> 0));
+  }
+
+  /** Text to token ids (Int32Array). parseSpecial: control-token text becomes control tokens. */
+  tokenize(text, { addBos = false, parseSpecial = false } = {}) {
+    const c = this.core, m = c.mod;
+    const p = c.cstr(text);
+    try {
+      const n = m._nblw_tokenize(this.h, p, m.lengthBytesUTF8(text), (addBos ? TOK_ADD_BOS : 0) | (parseSpecial ? TOK_PARSE_SPECIAL : 0));
+      if (n < 0) throw c.error();
+      const out = m._nblw_out() >>> 0;
+      return new Int32Array(m.HEAPU8.buffer, out, n).slice();
+    } finally {
+      c.free(p);
+    }
+  }
+
+  /** The text of one token (special: control tokens give their text too). */
+  tokenText(id, { special = false } = {}) {
+    const m = this.core.mod;
+    const n = m._nblw_token_bytes(this.h, id, special ? 1 : 0);
+    if (n < 0) throw new CoreError(`token ${id} is outside the vocabulary`, 1);
+    return new TextDecoder().decode(m.HEAPU8.slice(m._nblw_out() >>> 0, (m._nblw_out() >>> 0) + n));
+  }
+
+  /** The prompt text the chat template makes of messages. */
+  renderChat(messages, { template = '', addGenerationPrompt = true } = {}) {
+    const c = this.core, m = c.mod;
+    const pm = c.cstr(JSON.stringify(messages)), pt = c.cstr(template);
+    try {
+      c.check(m._nblw_chat_render(this.h, pm, pt, addGenerationPrompt ? 1 : 0));
+      return m.UTF8ToString(m._nblw_out() >>> 0, m._nblw_out_len());
+    } finally {
+      c.free(pm);
+      c.free(pt);
+    }
+  }
+
+  dispose() {
+    if (this.h) this.core.mod._nblw_model_free(this.h);
+    this.h = 0;
+  }
+}
+
+export class CoreSession {
+  constructor(core, model, h) {
+    this.core = core;
+    this.model = model;
+    this.h = h;
+    this.nCtx = core.mod._nblw_session_n_ctx(h);
+  }
+
+  get pos() { return this.core.mod._nblw_session_pos(this.h); }
+
+  truncate(nKeep) { this.core.check(this.core.mod._nblw_session_truncate(this.h, nKeep)); }
+
+  /** Evaluates tokens at the current position; logits via logits(). */
+  eval(tokens, { logitsAll = false } = {}) {
+    const c = this.core, m = c.mod;
+    const p = m._malloc(Math.max(4, tokens.length * 4)) >>> 0;
+    if (!p) throw new CoreError('out of WebAssembly memory', 5);
+    try {
+      new Int32Array(m.HEAPU8.buffer, p, tokens.length).set(tokens);
+      c.check(m._nblw_eval(this.h, p, tokens.length, logitsAll ? 1 : 0));
+    } finally {
+      c.free(p);
+    }
+  }
+
+  /** A copy of the logits of row i of the last eval (-1: the last row), or null. */
+  logits(i = -1) {
+    const m = this.core.mod;
+    const p = m._nblw_logits(this.h, i) >>> 0;
+    if (!p) return null;
+    return new Float32Array(m.HEAPU8.buffer, p, this.model.info.n_vocab).slice();
+  }
+
+  /** Starts answering messages ([{ role, content }]) with params (see wasm_api.c). */
+  startChat(messages, params = {}) {
+    const c = this.core;
+    const pm = c.cstr(JSON.stringify(messages)), pp = c.cstr(JSON.stringify(params));
+    try {
+      c.check(c.mod._nblw_chat_start(this.h, pm, pp));
+    } finally {
+      c.free(pm);
+      c.free(pp);
+    }
+  }
+
+  /** Starts generating after raw token ids. */
+  startTokens(tokens, params = {}) {
+    const c = this.core, m = c.mod;
+    const p = m._malloc(Math.max(4, tokens.length * 4)) >>> 0;
+    const pp = c.cstr(JSON.stringify(params));
+    try {
+      new Int32Array(m.HEAPU8.buffer, p, tokens.length).set(tokens);
+      c.check(m._nblw_gen_start_tokens(this.h, p, tokens.length, pp));
+    } finally {
+      c.free(p);
+      c.free(pp);
+    }
+  }
+
+  /** One token: { text (newly final), finish (FINISH.*), token }. */
+  next() {
+    const c = this.core, m = c.mod;
+    const r = (m._nblw_gen_next(this.h) >>> 0) >> 2;
+    const heap = m.HEAP32 ?? new Int32Array(m.HEAPU8.buffer);
+    const status = heap[r], len = heap[r + 1], finish = heap[r + 2], token = heap[r + 3];
+    if (status !== 0) throw c.error(status);
+    const text = len ? m.UTF8ToString(m._nblw_gen_text(this.h) >>> 0, len) : '';
+    return { text, finish, token };
+  }
+
+  /** { prompt_tokens, cached_tokens, completion_tokens, dropped_messages } of the generation. */
+  usage() {
+    const m = this.core.mod;
+    const r = (m._nblw_gen_usage(this.h) >>> 0) >> 2;
+    const heap = new Int32Array(m.HEAPU8.buffer);
+    return { prompt_tokens: heap[r], cached_tokens: heap[r + 1], completion_tokens: heap[r + 2], dropped_messages: heap[r + 3] };
+  }
+
+  dispose() {
+    if (this.h) this.core.mod._nblw_session_free(this.h);
+    this.h = 0;
+  }
+}
