@@ -301,6 +301,7 @@ typedef struct nbl_grammar_matcher nbl_grammar_matcher;
 
 nbl_grammar_matcher *nbl_grammar_matcher_new(const nbl_grammar *g, const nbl_grammar_vocab *v,
                                              nbl_error *err);
+/* An independent copy of the state (cheap: for look-ahead or speculative decoding). */
 nbl_grammar_matcher *nbl_grammar_matcher_clone(const nbl_grammar_matcher *m, nbl_error *err);
 void nbl_grammar_matcher_free(nbl_grammar_matcher *m);
 /* Back to the empty text. */
@@ -308,7 +309,7 @@ void nbl_grammar_matcher_reset(nbl_grammar_matcher *m);
 
 /* The tokens allowed next, as a bitset of (n_vocab + 31) / 32 words: token t is allowed when
  * bit (t % 32) of word t / 32 is set. Returns the number of allowed tokens (0 after an
- * end-of-generation token was accepted). */
+ * end-of-generation token was accepted), -1 when out of memory. */
 int32_t nbl_grammar_matcher_mask(nbl_grammar_matcher *m, uint32_t *bitset);
 /* Computes the mask and sets every disallowed logit (and every row >= n_vocab) to -INFINITY.
  * Returns the number of allowed tokens, -1 when out of memory. */
