@@ -6,3 +6,8 @@ NBL_CMD(run, cmd_run, "generate: nbl run -m MODEL (--tokens 1,2,3 | -p TEXT) -n 
 NBL_CMD(synth, cmd_synth, "write a random-weight model with a real model's shapes: nbl synth NAME -t TYPE -o OUT.gguf")
 NBL_CMD(convert, cmd_convert, "convert a Hugging Face checkpoint to GGUF: nbl convert HF_DIR -o OUT.gguf [--type f16|bf16|f32]")
 NBL_CMD(chat, cmd_chat, "interactive chat that keeps the conversation in the KV cache: nbl chat -m MODEL")
+NBL_CMD(quantize, cmd_quantize, "requantize a model: nbl quantize IN.gguf OUT.gguf --type TYPE [--imatrix FILE]")
+NBL_CMD(imatrix, cmd_imatrix, "calibrate: nbl imatrix -m MODEL -f TEXT -o OUT.gguf")
+NBL_CMD(perplexity, cmd_perplexity, "quality: nbl perplexity -m MODEL -f TEXT [--kl-base BASE]")
+NBL_CMD(gpu_plan, cmd_gpu_plan, "write a model's WebGPU plan as JSON for web/gpu.js: nbl gpu_plan -m MODEL [-o OUT.json]")
+NBL_CMD(bench, cmd_bench, "speed like llama-bench: nbl bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r REPS]")

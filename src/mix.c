@@ -73,7 +73,7 @@ static int ends_with(const char *s, const char *suf) {
 }
 
 int32_t nbl_mix_tensor_type(const char *mix, const char *name, int32_t n_dims, int64_t ne0,
-                            int32_t n_layer, int32_t has_output) {
+                            int32_t n_layer, int32_t has_output, int32_t n_gqa) {
     const mix_def *m = find_mix(mix);
     if (!m) return -1;
     if (n_dims < 2) return NBL_TYPE_F32; /* norms, biases, rope factors stay f32 */
@@ -81,16 +81,29 @@ int32_t nbl_mix_tensor_type(const char *mix, const char *name, int32_t n_dims, i
     if (!strncmp(name, "blk.", 4)) sscanf(name + 4, "%d", &layer);
     const int is_output = !strcmp(name, "output.weight") ||
                           (!has_output && !strcmp(name, "token_embd.weight"));
+    const int attn_v = ends_with(name, "attn_v.weight"), ffn_down = ends_with(name, "ffn_down.weight");
+    const int attn_out = ends_with(name, "attn_output.weight");
     uint32_t t = m->base;
     if (m->seeds_mix) {
+        /* Attention keeps 8 bits (context coherence suffers first), feed-forward takes 4. */
         if (is_output || !strcmp(name, "token_embd.weight")) t = NBL_TYPE_Q8_0;
         else if (strstr(name, ".attn_")) t = NBL_TYPE_Q8_0;
-        else t = ne0 % 256 == 0 ? NBL_TYPE_Q4_K : NBL_TYPE_Q4_0;
+        else t = ne0 % 256 == 0 ? NBL_TYPE_Q4_K : NBL_TYPE_IQ4_NL;
         return (int32_t)t;
     }
     if (is_output) {
         t = m->output;
-    } else if (m->more && layer >= 0 && (ends_with(name, "attn_v.weight") || ends_with(name, "ffn_down.weight"))) {
+    } else if (layer >= 0 && m->base == NBL_TYPE_Q2_K && m->more) {
+        /* q2_k: the layers that hurt most get 3 or 4 bits */
+        if (attn_v) t = n_gqa >= 4 ? NBL_TYPE_Q4_K : NBL_TYPE_Q3_K;
+        else if (ffn_down || attn_out) t = NBL_TYPE_Q3_K;
+    } else if (layer >= 0 && m->base == NBL_TYPE_Q3_K && m->more) {
+        /* q3_k_m */
+        if (attn_v) t = layer < 2 ? NBL_TYPE_Q5_K : NBL_TYPE_Q4_K;
+        else if (attn_out) t = NBL_TYPE_Q4_K;
+        else if (ffn_down) t = layer < n_layer / 16 ? NBL_TYPE_Q5_K : NBL_TYPE_Q4_K;
+    } else if (layer >= 0 && m->more && (attn_v || ffn_down)) {
+        /* q4_k_m, q5_k_m */
         if (more_bits(layer, n_layer)) t = m->more;
     }
     return (int32_t)nbl_type_fallback(t, ne0);

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---- util.c: errors, checked arithmetic, small helpers ----------------------------------- */
 
@@ -315,13 +316,54 @@ nbl_status nbl_chat_render_ex(const char *template_text, const char *template_na
 /* ---- mix.c: per-tensor types of named quantization mixes ------------------------------------ */
 
 /* Type for a tensor under a mix ("q4_0", "q4_k_m", "q4-mixed", ...); -1 for an unknown mix.
- * has_output: the model has a separate output.weight (else token_embd is the output head). */
+ * has_output: the model has a separate output.weight (else token_embd is the output head);
+ * n_gqa: query heads per KV head. */
 int32_t nbl_mix_tensor_type(const char *mix, const char *name, int32_t n_dims, int64_t ne0,
-                            int32_t n_layer, int32_t has_output);
+                            int32_t n_layer, int32_t has_output, int32_t n_gqa);
 int nbl_mix_valid(const char *name);
 const char *nbl_mix_names(void);
 /* The type used instead of `type` for rows of ne0 elements it cannot hold (K-quants). */
 uint32_t nbl_type_fallback(uint32_t type, int64_t ne0);
+
+/* ---- quantize.c, imatrix.c, eval.c: the compression tools ----------------------------------- */
+
+typedef struct nbl_imatrix nbl_imatrix;
+nbl_status nbl_imatrix_load(const char *path, nbl_imatrix **out, nbl_error *err);
+void nbl_imatrix_free(nbl_imatrix *im);
+/* Per-column importance (mean squared input) of a weight with n columns, or NULL. */
+const float *nbl_imatrix_find(const nbl_imatrix *im, const char *name, int64_t n);
+
+typedef struct nbl_quant_stats {
+    double weighted_err2, weighted_ref2; /* summed over every requantized tensor */
+} nbl_quant_stats;
+
+typedef struct nbl_quantize_opts {
+    const char *mix;          /* see nbl_mix_names() */
+    const nbl_imatrix *imatrix; /* optional importance weights */
+    int32_t n_threads;        /* 0 = all cores */
+    FILE *report;             /* per-tensor table, or NULL */
+    nbl_quant_stats *stats;   /* optional totals */
+} nbl_quantize_opts;
+void nbl_quantize_opts_init(nbl_quantize_opts *o);
+nbl_status nbl_quantize_file(const char *in, const char *out, const nbl_quantize_opts *o,
+                             nbl_error *err);
+
+/* Runs the model over tokens in chunks of n_ctx and writes the importance matrix (GGUF). */
+nbl_status nbl_imatrix_compute(nbl_model *m, const int32_t *tokens, int32_t n, int32_t n_ctx,
+                               int32_t n_threads, const char *out_path, nbl_error *err);
+
+typedef struct nbl_ppl_result {
+    double ppl;        /* exp(mean negative log-likelihood) over scored tokens */
+    double kl_mean;    /* mean KL(base || model) per scored token (when a base is given) */
+    double kl_max;
+    double top1_agree; /* fraction of scored tokens whose argmax equals the base's */
+    int64_t n_scored;
+    int32_t n_chunks;
+} nbl_ppl_result;
+/* Scores tokens in chunks of n_ctx, each token predicted from at least n_ctx/2 of context.
+ * base may be NULL; with it, KL divergence and top-1 agreement against base are computed. */
+nbl_status nbl_perplexity(nbl_model *m, nbl_model *base, const int32_t *tokens, int32_t n,
+                          int32_t n_ctx, int32_t n_threads, nbl_ppl_result *r, nbl_error *err);
 
 /* ---- synth.c: random-weight models with real models' shapes ---------------------------------- */
 
@@ -376,6 +418,9 @@ struct nbl_model {
     float *rope_freqs;       /* [head_dim/2] frequency divisors (Llama 3.x), NULL when absent */
     nbl_layer *layers;       /* [n_layer] */
     float *owned;            /* one allocation holding every small f32 vector above */
+    /* Built on the first constrained generation (grammar_gen.c), published atomically so
+     * sessions on several threads may race to build it; freed with the model. */
+    nbl_grammar_vocab *grammar_vocab;
 };
 
 /* ---- model.c ------------------------------------------------------------------------------- */
@@ -384,6 +429,28 @@ const nbl_vocab *nbl_model_vocab(const nbl_model *m);
 const nbl_gguf *nbl_model_gguf(const nbl_model *m);
 /* tokenizer.chat_template as a NUL-terminated string, or NULL. */
 const char *nbl_model_chat_template(const nbl_model *m);
+
+/* ---- grammar_gen.c: the model's grammar vocabulary and masked sampling -------------------- */
+
+/* The model's grammar vocabulary, built on first use and cached on the model (safe to call from
+ * several threads). NULL with err on failure. */
+const nbl_grammar_vocab *nbl_model_grammar_vocab(const nbl_model *m, nbl_error *err);
+
+/* Reusable candidate arrays for nbl_sample_allowed. Zero-initialise; free with _free. */
+typedef struct nbl_sample_buf {
+    float *val;
+    int32_t *id;
+    int32_t cap;
+} nbl_sample_buf;
+void nbl_sample_buf_free(nbl_sample_buf *b);
+
+/* Picks the token nbl_sample would pick (same seed, same draw) from a copy of logits in which
+ * every token whose bit is clear in allowed ((n_vocab + 31) / 32 words) is -INFINITY, but looks
+ * only at the allowed tokens and selects top_k without sorting the vocabulary, so a narrow mask
+ * or a small top_k is cheap. -1 when nothing is allowed or memory runs out. */
+int32_t nbl_sample_allowed(nbl_sample_buf *b, const float *logits, int32_t n_vocab,
+                           const uint32_t *allowed, const nbl_sampler_params *p,
+                           const int32_t *history, int32_t n_history, nbl_rng *rng);
 
 /* ---- safetensors.c: Hugging Face safetensors checkpoints (mmap, untrusted headers) ---------- */
 

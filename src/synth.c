@@ -216,7 +216,7 @@ nbl_status nbl_synth_write(const nbl_synth_opts *o, const char *path, nbl_error 
     const float ws = 0.02f;
 #define T2(nm, ne0, ne1)                                                                              \
     do {                                                                                              \
-        int32_t ty = nbl_mix_tensor_type(mix, nm, 2, ne0, L, !sp->tied);                              \
+        int32_t ty = nbl_mix_tensor_type(mix, nm, 2, ne0, L, !sp->tied, sp->n_head / sp->n_head_kv);                              \
         if ((st = add_tensor(w, &kb, nm, (uint32_t)ty, ne0, ne1, ws, 0, &rng, err))) goto fail;      \
     } while (0)
 #define T1(nm, n, sc, off)                                                                            \
