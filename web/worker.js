@@ -1,0 +1,71 @@
+// The engine's Web Worker: hosts a WasmBackend so that loading and inference never block the
+// page. web/engine.js talks to it with these messages (every request carries an id):
+//   page → worker  { type: 'load', id, options }    options as WasmBackend.create takes them
+//                  { type: 'generate', id, messages, params }
+//                  { type: 'tokenize' | 'renderChat', id, text | messages, options }
+//                  { type: 'reset' | 'dispose', id }
+//                  { type: 'abort', id }             stops generate request id between tokens
+//   worker → page  { type: 'progress', id, progress }
+//                  { type: 'delta', id, text, token }
+//                  { type: 'result', id, value }  or  { type: 'error', id, error }
+
+import { WasmBackend } from './wasm-backend.js';
+
+let backend = null;
+const controllers = new Map(); // generate id -> AbortController
+
+function errorData(e) {
+  return { name: e?.name ?? 'Error', message: e?.message ?? String(e), code: e?.code, status: e?.status };
+}
+
+async function handle(msg) {
+  switch (msg.type) {
+    case 'load': {
+      if (backend) throw new Error('worker: a model is already loaded');
+      backend = await WasmBackend.create({
+        ...msg.options,
+        onProgress: (progress) => postMessage({ type: 'progress', id: msg.id, progress }),
+      });
+      return backend.info;
+    }
+    case 'generate': {
+      const ctl = controllers.get(msg.id);
+      try {
+        return await need().generate({ messages: msg.messages, params: msg.params }, {
+          signal: ctl.signal,
+          onDelta: (text, token) => postMessage({ type: 'delta', id: msg.id, text, token }),
+        });
+      } finally {
+        controllers.delete(msg.id);
+      }
+    }
+    case 'tokenize': return need().tokenize(msg.text, msg.options);
+    case 'renderChat': return need().renderChat(msg.messages, msg.options);
+    case 'reset': return need().reset();
+    case 'dispose':
+      backend?.dispose();
+      backend = null;
+      return null;
+    default: throw new Error(`worker: unknown message type ${JSON.stringify(msg.type)}`);
+  }
+}
+
+function need() {
+  if (!backend) throw new Error('worker: no model is loaded');
+  return backend;
+}
+
+self.onmessage = async (e) => {
+  const msg = e.data;
+  if (msg?.type === 'abort') {
+    controllers.get(msg.id)?.abort();
+    return;
+  }
+  // The controller exists from arrival, so an abort for a request still queued is not lost.
+  if (msg?.type === 'generate') controllers.set(msg.id, new AbortController());
+  try {
+    postMessage({ type: 'result', id: msg.id, value: await handle(msg) });
+  } catch (err) {
+    postMessage({ type: 'error', id: msg.id, error: errorData(err) });
+  }
+};
