@@ -119,3 +119,12 @@ $(WASM_OUT)/nbl-mt.mjs: $(WASM_MT_OBJ)
 $(WASM_OUT)/package.json:
 	@mkdir -p $(dir $@)
 	printf '{ "type": "commonjs" }\n' > $@
+
+# Tokenizer throughput on 1 MiB of mixed text with the Qwen2.5 vocabulary.
+.PHONY: bench-tokenize
+bench-tokenize: $(B)/bench/tokenize
+	$(B)/bench/tokenize
+
+$(B)/bench/tokenize: bench/tokenize.c $(B)/libnbl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) $< $(B)/libnbl.a -o $@ $(LDLIBS)

@@ -21,8 +21,9 @@ enum { PRE_DEFAULT, PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_SMOLLM };
 enum { TF_EOG = 1 }; /* per-token flags */
 
 typedef struct text_slot { /* text -> id hash table entry; id < 0 = empty */
-    uint32_t hash;
+    uint32_t hash;     /* high half of the text's hash */
     int32_t id;
+    uint32_t off, len; /* the token's text in arena, kept here to save a cache miss */
 } text_slot;
 
 typedef struct merge_slot { /* (left id, right id) -> merge rank and resulting id */
@@ -86,10 +87,26 @@ static uint32_t text_probe(const nbl_vocab *v, const char *s, size_t n, uint64_t
     for (;;) {
         const text_slot *t = &v->texts[i];
         if (t->id < 0) return i;
-        if (t->hash == tag && v->tok_len[t->id] == n && !memcmp(v->arena + v->tok_off[t->id], s, n))
-            return i;
+        if (t->hash == tag && t->len == n && !memcmp(v->arena + t->off, s, n)) return i;
         i = (i + 1) & v->texts_mask;
     }
+}
+
+/* Many lookups at once: loading 150k merges is three lookups each, all cache misses, so the
+ * slots and then the texts are prefetched for a batch before any is compared. */
+#define FIND_BATCH 64
+static void text_find_batch(const nbl_vocab *v, const char *const *s, const size_t *n, int32_t *ids,
+                            size_t count) {
+    uint64_t h[FIND_BATCH];
+    for (size_t i = 0; i < count; i++) {
+        h[i] = hash_bytes(s[i], n[i]);
+        __builtin_prefetch(&v->texts[(uint32_t)h[i] & v->texts_mask]);
+    }
+    for (size_t i = 0; i < count; i++) {
+        const text_slot *t = &v->texts[(uint32_t)h[i] & v->texts_mask];
+        if (t->id >= 0) __builtin_prefetch(v->arena + t->off);
+    }
+    for (size_t i = 0; i < count; i++) ids[i] = v->texts[text_probe(v, s[i], n[i], h[i])].id;
 }
 
 /* Token id with this exact text, of any type; -1 if none. */
@@ -239,35 +256,43 @@ static nbl_status load_texts(nbl_vocab *v, const nbl_gguf_value *toks, nbl_error
     v->scores = calloc((size_t)v->n_tokens, sizeof *v->scores);
     v->types = malloc((size_t)v->n_tokens);
     v->flags = calloc((size_t)v->n_tokens, 1);
-    v->texts_mask = pow2_at_least((uint64_t)v->n_tokens * 2) - 1;
+    v->texts_mask = pow2_at_least((uint64_t)v->n_tokens * 3 / 2) - 1;
     v->texts = malloc(sizeof *v->texts * ((size_t)v->texts_mask + 1));
     if (!v->arena || !v->tok_off || !v->tok_len || !v->scores || !v->types || !v->flags || !v->texts)
         return nbl_set_err(err, NBL_E_NOMEM, "tokenizer: out of memory for %d tokens", v->n_tokens);
     memset(v->texts, 0xff, sizeof *v->texts * ((size_t)v->texts_mask + 1));
     memset(v->types, TT_NORMAL, (size_t)v->n_tokens);
     uint32_t off = 0;
-    for (int32_t i = 0; i < v->n_tokens; i++) {
-        nbl_str s = toks->arr.strs[i];
-        memcpy(v->arena + off, s.ptr, s.len);
-        v->arena[off + s.len] = 0;
-        v->tok_off[i] = off;
-        v->tok_len[i] = (uint32_t)s.len;
-        if (s.len > v->max_len) v->max_len = (uint32_t)s.len;
-        uint64_t h = hash_bytes(s.ptr, s.len);
-        uint32_t slot = text_probe(v, s.ptr, s.len, h);
-        /* Duplicate texts: the last id wins, as in llama.cpp's text -> id map. */
-        v->texts[slot].hash = (uint32_t)(h >> 32);
-        v->texts[slot].id = i;
-        off += (uint32_t)s.len + 1;
+    uint64_t h[FIND_BATCH];
+    for (int32_t base = 0; base < v->n_tokens; base += FIND_BATCH) {
+        int32_t cnt = v->n_tokens - base < FIND_BATCH ? v->n_tokens - base : FIND_BATCH;
+        for (int32_t j = 0; j < cnt; j++) { /* hash and prefetch first: the inserts all miss */
+            nbl_str s = toks->arr.strs[base + j];
+            h[j] = hash_bytes(s.ptr, s.len);
+            __builtin_prefetch(&v->texts[(uint32_t)h[j] & v->texts_mask], 1);
+        }
+        for (int32_t j = 0; j < cnt; j++) {
+            int32_t i = base + j;
+            nbl_str s = toks->arr.strs[i];
+            memcpy(v->arena + off, s.ptr, s.len);
+            v->arena[off + s.len] = 0;
+            v->tok_off[i] = off;
+            v->tok_len[i] = (uint32_t)s.len;
+            if (s.len > v->max_len) v->max_len = (uint32_t)s.len;
+            uint32_t slot = text_probe(v, s.ptr, s.len, h[j]);
+            /* Duplicate texts: the last id wins, as in llama.cpp's text -> id map. */
+            v->texts[slot] = (text_slot){(uint32_t)(h[j] >> 32), i, off, (uint32_t)s.len};
+            off += (uint32_t)s.len + 1;
+        }
     }
     return NBL_OK;
 }
 
 static nbl_status load_merges(nbl_vocab *v, const nbl_gguf_value *arr, nbl_error *err) {
     uint64_t n = arr->arr.n;
-    v->merges_mask = pow2_at_least(n * 2 + 1) - 1;
+    v->merges_mask = pow2_at_least(n * 3 / 2 + 1) - 1;
     v->merges = malloc(sizeof *v->merges * ((size_t)v->merges_mask + 1));
-    char *buf = malloc((size_t)v->max_len * 2 + 1);
+    char *buf = malloc(((size_t)v->max_len * 2 + 1) * FIND_BATCH);
     if (!v->merges || !buf) {
         free(buf);
         return nbl_set_err(err, NBL_E_NOMEM, "tokenizer: out of memory for %llu merges",
@@ -275,32 +300,46 @@ static nbl_status load_merges(nbl_vocab *v, const nbl_gguf_value *arr, nbl_error
     }
     memset(v->merges, 0xff, sizeof *v->merges * ((size_t)v->merges_mask + 1));
     uint64_t skipped = 0;
-    for (uint64_t r = 0; r < n; r++) {
-        nbl_str s = arr->arr.strs[r];
-        /* "left right": the separator is the first space after the first byte. */
-        const char *sp = s.len > 1 ? memchr(s.ptr + 1, ' ', s.len - 1) : NULL;
-        if (!sp) {
-            free(buf);
-            return nbl_set_err(err, NBL_E_FORMAT, "tokenizer: merge %llu has no space separator",
-                               (unsigned long long)r);
+    const char *q[3 * FIND_BATCH];
+    size_t ql[3 * FIND_BATCH];
+    int32_t ids[3 * FIND_BATCH];
+    for (uint64_t base = 0; base < n; base += FIND_BATCH / 3) {
+        size_t cnt = n - base < FIND_BATCH / 3 ? (size_t)(n - base) : FIND_BATCH / 3, nq = 0;
+        char *bp = buf;
+        for (size_t j = 0; j < cnt; j++) {
+            nbl_str m = arr->arr.strs[base + j];
+            /* "left right": the separator is the first space after the first byte. */
+            const char *sp = m.len > 1 ? memchr(m.ptr + 1, ' ', m.len - 1) : NULL;
+            if (!sp) {
+                free(buf);
+                return nbl_set_err(err, NBL_E_FORMAT, "tokenizer: merge %llu has no space separator",
+                                   (unsigned long long)(base + j));
+            }
+            size_t la = (size_t)(sp - m.ptr), lb = m.len - la - 1;
+            if (la + lb > 2 * (size_t)v->max_len) la = lb = 0; /* cannot be a token: no match */
+            memcpy(bp, m.ptr, la);
+            memcpy(bp + la, sp + 1, lb);
+            q[nq] = m.ptr, ql[nq++] = la;
+            q[nq] = sp + 1, ql[nq++] = lb;
+            q[nq] = bp, ql[nq++] = la + lb;
+            bp += la + lb;
         }
-        size_t la = (size_t)(sp - s.ptr), lb = s.len - la - 1;
-        int32_t a = text_find(v, s.ptr, la), b = text_find(v, sp + 1, lb), c = -1;
-        if (a >= 0 && b >= 0) {
-            memcpy(buf, s.ptr, la);
-            memcpy(buf + la, sp + 1, lb);
-            c = text_find(v, buf, la + lb);
+        text_find_batch(v, q, ql, ids, nq);
+        for (size_t j = 0; j < cnt; j++)
+            __builtin_prefetch(&v->merges[merge_hash(ids[3 * j], ids[3 * j + 1]) & v->merges_mask], 1);
+        for (size_t j = 0; j < cnt; j++) {
+            int32_t a = ids[3 * j], b = ids[3 * j + 1], c = ids[3 * j + 2];
+            /* A merge whose parts or result are not tokens can never fire on byte tokens. */
+            if (a < 0 || b < 0 || c < 0) {
+                skipped++;
+                continue;
+            }
+            uint32_t i = merge_hash(a, b) & v->merges_mask;
+            while (v->merges[i].left >= 0 && !(v->merges[i].left == a && v->merges[i].right == b))
+                i = (i + 1) & v->merges_mask;
+            if (v->merges[i].left >= 0) continue; /* repeated pair: the first (best) rank stays */
+            v->merges[i] = (merge_slot){a, b, (int32_t)(base + j), c};
         }
-        /* A merge whose parts or result are not tokens can never fire on byte-token input. */
-        if (c < 0) {
-            skipped++;
-            continue;
-        }
-        uint32_t i = merge_hash(a, b) & v->merges_mask;
-        while (v->merges[i].left >= 0 && !(v->merges[i].left == a && v->merges[i].right == b))
-            i = (i + 1) & v->merges_mask;
-        if (v->merges[i].left >= 0) continue; /* repeated pair: the first (best) rank stays */
-        v->merges[i] = (merge_slot){a, b, (int32_t)r, c};
     }
     free(buf);
     if (skipped && !v->warning[0])
@@ -527,6 +566,16 @@ int32_t nbl_vocab_find(const nbl_vocab *v, const char *text, size_t len) {
 
 /* ---- encoding: shared state ----------------------------------------------------------------- */
 
+#define WC_SLOTS 4096 /* word cache: direct-mapped */
+#define WC_WORD 23    /* longest cached word in bytes */
+#define WC_IDS 12     /* most ids a cached word may have */
+typedef struct wc_entry {
+    uint32_t hash;
+    uint8_t len, n; /* len 0 = empty */
+    char word[WC_WORD];
+    int32_t ids[WC_IDS];
+} wc_entry;
+
 /* Per-call working memory, grown on demand and freed at the end of the call. */
 typedef struct tk_run {
     const nbl_vocab *v;
@@ -547,6 +596,7 @@ typedef struct tk_run {
     size_t heap_n, heap_cap, heap_elem;
     char *buf; /* escaped text (SentencePiece) or mapped word (ignore_merges) */
     size_t buf_cap;
+    wc_entry *wc; /* NULL for short inputs */
 } tk_run;
 
 static void emit(tk_run *r, int32_t id) {
@@ -629,15 +679,19 @@ static void emit_byte(tk_run *r, uint8_t b) {
     if (id >= 0) emit(r, id);
 }
 
+/* Emits id and records it in the cache entry being filled (if any). */
+static void emit_rec(tk_run *r, int32_t id, wc_entry *e, int *overflow) {
+    emit(r, id);
+    if (e) {
+        if (e->n < WC_IDS) e->ids[e->n++] = id;
+        else *overflow = 1;
+    }
+}
+
 /* One pre-token: bytes s[0..n) become byte tokens, then the lowest-ranked adjacent pair is
  * merged until no pair has a merge rule (ties: leftmost first). */
-static void bpe_word(tk_run *r, const uint8_t *s, size_t n) {
+static void bpe_word_merge(tk_run *r, const uint8_t *s, size_t n, wc_entry *e, int *overflow) {
     const nbl_vocab *v = r->v;
-    if (n == 0) return;
-    if (n == 1) {
-        emit_byte(r, s[0]);
-        return;
-    }
     if (v->ignore_merges) {
         if (!grow((void **)&r->buf, &r->buf_cap, n * 2, 1)) {
             r->oom = 1;
@@ -650,7 +704,7 @@ static void bpe_word(tk_run *r, const uint8_t *s, size_t n) {
         }
         int32_t id = text_find(v, r->buf, k);
         if (encodable(v, id)) {
-            emit(r, id);
+            emit_rec(r, id, e, overflow);
             return;
         }
     }
@@ -665,6 +719,9 @@ static void bpe_word(tk_run *r, const uint8_t *s, size_t n) {
         r->slen[i] = 1;
     }
     r->heap_n = 0;
+    /* The merge table is large and every first lookup misses the cache: prefetch them all. */
+    for (size_t i = 0; i + 1 < n; i++)
+        __builtin_prefetch(&v->merges[merge_hash(r->sid[i], r->sid[i + 1]) & v->merges_mask]);
     for (size_t i = 0; i + 1 < n; i++)
         if (r->sid[i] >= 0 && r->sid[i + 1] >= 0) bpe_push(r, (int32_t)i, (int32_t)i + 1);
     while (r->heap_n) {
@@ -682,7 +739,35 @@ static void bpe_word(tk_run *r, const uint8_t *s, size_t n) {
         bpe_push(r, c.left, nx);
     }
     for (int32_t i = 0; i >= 0; i = r->snext[i])
-        if (r->sid[i] >= 0) emit(r, r->sid[i]);
+        if (r->sid[i] >= 0) emit_rec(r, r->sid[i], e, overflow);
+}
+
+/* Natural text repeats its words, so long inputs keep a cache of word -> ids (BPE of a word
+ * does not depend on its context). */
+static void bpe_word(tk_run *r, const uint8_t *s, size_t n) {
+    if (n == 0) return;
+    if (n == 1) {
+        emit_byte(r, s[0]);
+        return;
+    }
+    wc_entry *e = NULL;
+    int overflow = 0;
+    if (r->wc && n <= WC_WORD) {
+        uint64_t h = hash_bytes(s, n);
+        e = &r->wc[h & (WC_SLOTS - 1)];
+        if (e->len == n && e->hash == (uint32_t)h && !memcmp(e->word, s, n)) {
+            for (int i = 0; i < e->n; i++) emit(r, e->ids[i]);
+            return;
+        }
+        e->hash = (uint32_t)h;
+        e->len = 0; /* invalid until filled */
+        e->n = 0;
+    }
+    bpe_word_merge(r, s, n, e, &overflow);
+    if (e && !overflow && !r->oom) {
+        memcpy(e->word, s, n);
+        e->len = (uint8_t)n;
+    }
 }
 
 /* ---- pre-tokenizers ------------------------------------------------------------------------- */
@@ -692,7 +777,12 @@ static void bpe_word(tk_run *r, const uint8_t *s, size_t n) {
  * stay in the text and byte-level BPE still round-trips them. */
 enum { C_L = 1, C_N = 2, C_P = 4, C_WS = 8 };
 
-static uint8_t classify(uint32_t cp) {
+typedef struct ucache { /* the last class range looked up: text tends to stay in one script */
+    uint32_t first, end;
+    uint8_t cls;
+} ucache;
+
+static uint8_t classify(uint32_t cp, ucache *uc) {
     static const uint8_t cls[4] = {0, C_L, C_N, C_P};
     if (cp < 0x80) { /* the common case, without the table search */
         if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return C_L;
@@ -701,7 +791,8 @@ static uint8_t classify(uint32_t cp) {
         return cp > 0x20 && cp < 0x7f && strchr("!\"#%&'()*,-./:;?@[\\]_{}", (int)cp) ? C_P : 0;
     }
     if (nbl_uspace_is(cp)) return C_WS;
-    return cls[nbl_ucat(cp)];
+    if (cp < uc->first || cp >= uc->end) uc->cls = cls[nbl_ucat_range(cp, &uc->first, &uc->end)];
+    return uc->cls;
 }
 
 typedef struct pt_span {
@@ -867,13 +958,14 @@ static void bpe_fragment(tk_run *r, const uint8_t *s, size_t n) {
         return;
     }
     size_t m = 0;
+    ucache uc = {1, 0, 0};
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         int k = nbl_utf8_decode(s + i, n - i, &cp);
         r->offs[m] = (uint32_t)i;
         if (k > 0) {
             r->cps[m] = cp;
-            r->cats[m] = classify(cp);
+            r->cats[m] = classify(cp, &uc);
             i += (size_t)k;
         } else {
             r->cps[m] = 0x110000 + s[i]; /* not a code point: matches no class */
@@ -931,10 +1023,13 @@ static spm_cand spm_pop(tk_run *r) {
     return top;
 }
 
-/* Symbols are UTF-8 characters by their lead byte, as SentencePiece splits them. */
-static size_t spm_char_len(uint8_t b) {
-    static const uint8_t len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    return len[b >> 4];
+/* Symbols are UTF-8 characters. llama.cpp sizes them by the lead byte alone, so an invalid
+ * lead byte swallows the next bytes (even half of an escaped space); here each byte that is not
+ * part of a well-formed character is a symbol of its own, which only differs on invalid input. */
+static size_t spm_char_len(const uint8_t *s, size_t n) {
+    uint32_t cp;
+    int k = nbl_utf8_decode(s, n, &cp);
+    return k > 0 ? (size_t)k : 1;
 }
 
 static void spm_fragment(tk_run *r, const uint8_t *s, size_t n, int prefix) {
@@ -969,8 +1064,7 @@ static void spm_fragment(tk_run *r, const uint8_t *s, size_t n, int prefix) {
     uint32_t *start = r->cps;
     int32_t ns = 0;
     for (size_t i = 0; i < m;) {
-        size_t k = spm_char_len((uint8_t)r->buf[i]);
-        if (k > m - i) k = m - i;
+        size_t k = spm_char_len((const uint8_t *)r->buf + i, m - i);
         int32_t id = text_find(v, r->buf + i, k);
         start[ns] = (uint32_t)i;
         r->slen[ns] = (uint32_t)k;
@@ -1114,6 +1208,7 @@ int32_t nbl_vocab_tokenize(const nbl_vocab *v, const char *text, size_t len, int
     r.v = v;
     r.out = out;
     r.cap = cap;
+    if (v->kind == KIND_BPE && len >= 4096) r.wc = calloc(WC_SLOTS, sizeof *r.wc); /* optional */
     if (add_bos && v->add_bos && v->bos >= 0) emit(&r, v->bos);
     int prev_special = 1; /* SentencePiece prefixes a space at the start and after a special token */
     for (size_t i = 0; i < nf && !r.oom; i++) {
@@ -1138,6 +1233,7 @@ int32_t nbl_vocab_tokenize(const nbl_vocab *v, const char *text, size_t len, int
     free(r.slen);
     free(r.heap);
     free(r.buf);
+    free(r.wc);
     if (r.oom) return nbl_set_err(err, NBL_E_NOMEM, "tokenize: out of memory"), -1;
     if (r.n > INT32_MAX) return nbl_set_err(err, NBL_E_ARG, "tokenize: more than 2^31 tokens"), -1;
     return (int32_t)r.n;

@@ -15,23 +15,40 @@ extern const uint32_t nbl_ucat_ranges[]; /* start << 2 | class, sorted by start 
 extern const uint32_t nbl_uspace_n;
 extern const uint32_t nbl_uspace[];      /* White_Space code points, sorted */
 
-/* Class of a code point (NBL_UCAT_*); anything past U+10FFFF is OTHER. */
-static inline int nbl_ucat(uint32_t cp) {
-    if (cp >= 0x110000) return NBL_UCAT_OTHER;
+/* Class of a code point (NBL_UCAT_*); anything past U+10FFFF is OTHER. The class holds for
+ * all of [*first, *end), so callers can skip the search for the next code points in it. */
+static inline int nbl_ucat_range(uint32_t cp, uint32_t *first, uint32_t *end) {
+    if (cp >= 0x110000) {
+        *first = 0x110000;
+        *end = UINT32_MAX;
+        return NBL_UCAT_OTHER;
+    }
     uint32_t lo = 0, hi = nbl_ucat_n; /* invariant: ranges[lo].start <= cp < ranges[hi].start */
     while (hi - lo > 1) {
         uint32_t mid = (lo + hi) / 2;
         if ((nbl_ucat_ranges[mid] >> 2) <= cp) lo = mid;
         else hi = mid;
     }
+    *first = nbl_ucat_ranges[lo] >> 2;
+    *end = lo + 1 < nbl_ucat_n ? nbl_ucat_ranges[lo + 1] >> 2 : 0x110000;
     return (int)(nbl_ucat_ranges[lo] & 3);
+}
+
+static inline int nbl_ucat(uint32_t cp) {
+    uint32_t a, b;
+    return nbl_ucat_range(cp, &a, &b);
 }
 
 static inline int nbl_uspace_is(uint32_t cp) {
     if (cp <= 0x20) return cp == 0x20 || (cp >= 0x09 && cp <= 0x0d);
-    if (cp < 0x85) return 0;
-    for (uint32_t i = 0; i < nbl_uspace_n; i++)
-        if (nbl_uspace[i] == cp) return 1;
+    if (cp < 0x85 || cp > nbl_uspace[nbl_uspace_n - 1]) return 0;
+    uint32_t lo = 0, hi = nbl_uspace_n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (nbl_uspace[mid] == cp) return 1;
+        if (nbl_uspace[mid] < cp) lo = mid + 1;
+        else hi = mid;
+    }
     return 0;
 }
 
