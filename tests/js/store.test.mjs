@@ -92,6 +92,17 @@ test('a dropped connection is retried from where it stopped', async () => {
   assert.equal(reqs[0].cut, true);
   assert.ok(reqs[1].start > 5 * CS, `retry starts at ${reqs[1].start}`);
   assert.ok(served() <= DATA.length + CS, `served ${served()} bytes for ${DATA.length}`);
+  // A connection that stalls (open, silent) is given up after stallMs and resumed.
+  await store.remove('test-a');
+  srv.reset();
+  srv.set({ cutAfter: 9 * CS + 7, cutMode: 'hang' });
+  const stalling = makeStore(fakeStorage(), { stallMs: 300 });
+  const t0 = Date.now();
+  await stalling.install(entry());
+  assert.ok(Date.now() - t0 >= 300, 'waited for the stall timeout');
+  assert.equal(srv.modelRequests().length, 2);
+  assert.ok(srv.modelRequests()[1].start >= 9 * CS);
+  assert.equal(await storedSha(stalling, 'test-a'), sha(DATA));
   // More drops than retry attempts still finish, as long as each attempt makes progress.
   await store.remove('test-a');
   srv.reset();

@@ -1,5 +1,5 @@
 // Local HTTP server for the JS and browser tests: serves files with Range support (206,
-// Content-Range, ETag = quoted SHA-256) and misbehaves on request: cuts connections, corrupts bytes,
+// Content-Range, ETag = quoted SHA-256) and misbehaves on request: cuts or stalls connections, corrupts bytes,
 // ignores Range, throttles, fails with a status. Also serves the repo's static files for test pages.
 //
 //   const srv = await startServer({ files: { 'm.gguf': '/path/or/Buffer' } });
@@ -26,6 +26,7 @@ const TYPES = {
 const DEFAULTS = {
   cutAfter: null, // body bytes sent before the connection is destroyed
   cutTimes: 1, // how many responses get cut
+  cutMode: 'reset', // 'reset': destroy the connection; 'hang': stop sending but keep it open
   corrupt: null, // { start, end, times }: file bytes [start, end) are flipped in the next `times` responses
   ignoreRange: false, // answer 200 with the whole file
   throttle: 0, // bytes per second (0 = unlimited)
@@ -132,6 +133,11 @@ export async function startServer(opts = {}) {
       }
       if (cut !== null && sent >= cut) {
         entry.cut = true;
+        if (state.cutMode === 'hang') {
+          // A stalled connection: nothing more arrives until the client gives up.
+          if (!res.destroyed) await new Promise((r) => res.once('close', r));
+          return;
+        }
         // Give the bytes a moment to leave before the reset, like a connection dropping mid-stream.
         await new Promise((r) => setTimeout(r, 20));
         res.destroy();
