@@ -11,3 +11,4 @@ NBL_CMD(imatrix, cmd_imatrix, "calibrate: nbl imatrix -m MODEL -f TEXT -o OUT.gg
 NBL_CMD(perplexity, cmd_perplexity, "quality: nbl perplexity -m MODEL -f TEXT [--kl-base BASE]")
 NBL_CMD(gpu_plan, cmd_gpu_plan, "write a model's WebGPU plan as JSON for web/gpu.js: nbl gpu_plan -m MODEL [-o OUT.json]")
 NBL_CMD(bench, cmd_bench, "speed like llama-bench: nbl bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r REPS]")
+NBL_CMD(tokenize, cmd_tokenize, "show token ids and pieces: nbl tokenize -m MODEL [--special] [--ids] (TEXT | --stdin)")
