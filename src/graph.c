@@ -81,7 +81,7 @@ nbl_status nbl_graph_build(const nbl_model *m, nbl_graph *g, nbl_error *err) {
         op->b = NBL_BUF_V;
         op = push(&b, NBL_OP_ATTENTION, NBL_BUF_ATT, NBL_BUF_Q, l);
         op->n = QD;
-        matmul(&b, NBL_BUF_XN, NBL_BUF_ATT, &L->wo, NULL, l);
+        matmul(&b, NBL_BUF_XN, NBL_BUF_ATT, &L->wo, L->bo, l);
         op = push(&b, NBL_OP_ADD, NBL_BUF_X, NBL_BUF_X, l);
         op->b = NBL_BUF_XN;
         op->n = E;

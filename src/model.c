@@ -179,9 +179,9 @@ static nbl_status bind_tensors(nbl_model *m, nbl_error *err) {
     if ((st = bind_matrix(m, "output.weight", E, hp->n_vocab, 0, &m->output, err))) return st;
     if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
 
-    /* Every small vector in one allocation: per layer 2 norms + 3 biases, plus output norm and
+    /* Every small vector in one allocation: per layer 2 norms + 4 biases, plus output norm and
      * rope factors. */
-    uint64_t per_layer = (uint64_t)2 * E + QD + 2 * KD;
+    uint64_t per_layer = (uint64_t)3 * E + QD + 2 * KD;
     uint64_t total = per_layer * (uint64_t)hp->n_layer + (uint64_t)E + (uint64_t)HD;
     m->owned = malloc(total * sizeof(float));
     m->layers = calloc((size_t)hp->n_layer, sizeof(nbl_layer));
@@ -201,6 +201,7 @@ static nbl_status bind_tensors(nbl_model *m, nbl_error *err) {
         if ((st = bind_vector(m, NAME("attn_q.bias"), QD, 0, &L->bq, &pool, err))) return st;
         if ((st = bind_vector(m, NAME("attn_k.bias"), KD, 0, &L->bk, &pool, err))) return st;
         if ((st = bind_vector(m, NAME("attn_v.bias"), KD, 0, &L->bv, &pool, err))) return st;
+        if ((st = bind_vector(m, NAME("attn_output.bias"), E, 0, &L->bo, &pool, err))) return st;
         if ((st = bind_vector(m, NAME("ffn_norm.weight"), E, 1, &L->ffn_norm, &pool, err))) return st;
         if ((st = bind_matrix(m, NAME("ffn_gate.weight"), E, hp->n_ff, 1, &L->w_gate, err))) return st;
         if ((st = bind_matrix(m, NAME("ffn_up.weight"), E, hp->n_ff, 1, &L->w_up, err))) return st;
@@ -294,6 +295,7 @@ nbl_status nbl_model_open_buffer(const void *data, size_t size, const nbl_model_
 
 void nbl_model_free(nbl_model *m) {
     if (!m) return;
+    nbl_grammar_vocab_free(m->grammar_vocab);
     nbl_vocab_free(m->vocab);
     nbl_gguf_free(m->gguf);
     free(m->arch);

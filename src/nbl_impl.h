@@ -259,6 +259,11 @@ typedef struct nbl_vocab_info {
 void nbl_vocab_get_info(const nbl_vocab *v, nbl_vocab_info *info);
 /* Id of the token whose stored text (byte-level spelling for BPE) is text[0..len); -1 if none. */
 int32_t nbl_vocab_find(const nbl_vocab *v, const char *text, size_t len);
+/* Splits text with a byte-level BPE pre-tokenizer named as in tokenizer.ggml.pre ("qwen2",
+ * "llama-bpe", "smollm", "gpt2", "default", ...), calling fn for each piece's byte range in
+ * order (tests and diagnostics). Returns 0, or -1 for an unknown name or out of memory. */
+int nbl_pretokenize(const char *pre, const char *text, size_t len,
+                    void (*fn)(void *ctx, size_t off, size_t len), void *ctx);
 
 /* ---- json.c: strict JSON (RFC 8259) parser for untrusted input ---------------------------- */
 
@@ -400,6 +405,7 @@ typedef struct nbl_layer {
     float *attn_norm;          /* [n_embd] */
     nbl_weight wq, wk, wv, wo; /* wq: [n_head*head_dim rows][n_embd], wk/wv: [n_head_kv*head_dim][n_embd], wo: [n_embd][n_head*head_dim] */
     float *bq, *bk, *bv;       /* [n_head*head_dim], [n_head_kv*head_dim] x2; NULL when absent */
+    float *bo;                 /* [n_embd] attention output bias (Llama with attention_bias); NULL when absent */
     float *ffn_norm;           /* [n_embd] */
     nbl_weight w_gate, w_up;   /* [n_ff][n_embd] */
     nbl_weight w_down;         /* [n_embd][n_ff] */
@@ -451,6 +457,16 @@ void nbl_sample_buf_free(nbl_sample_buf *b);
 int32_t nbl_sample_allowed(nbl_sample_buf *b, const float *logits, int32_t n_vocab,
                            const uint32_t *allowed, const nbl_sampler_params *p,
                            const int32_t *history, int32_t n_history, nbl_rng *rng);
+
+/* ---- tasks.c: the helper tasks' post-processing (exposed for tests) ------------------------ */
+
+/* Quick replies: a JSON array of strings → the documented cleaned array (controls to spaces,
+ * spaces collapsed and trimmed, empty strings and duplicates dropped). *out malloc'd. */
+nbl_status nbl_replies_clean(const char *json, size_t len, char **out, nbl_error *err);
+/* Memory: a JSON array of {fact, category, confidence} → the same, tidied, without facts equal
+ * (ignoring ASCII case, punctuation and spacing) to an existing one or an earlier one. */
+nbl_status nbl_memory_clean(const char *json, size_t len, const char *existing_json, char **out,
+                            nbl_error *err);
 
 /* ---- safetensors.c: Hugging Face safetensors checkpoints (mmap, untrusted headers) ---------- */
 
