@@ -327,6 +327,141 @@ int32_t nbl_grammar_matcher_can_end(const nbl_grammar_matcher *m);
  * end-of-generation token was accepted): the loop may stop without sampling. */
 int32_t nbl_grammar_matcher_done(const nbl_grammar_matcher *m);
 
+/* ---- WebGPU plan (webgpu.c) ---------------------------------------------------------------- */
+
+/* What the plan may assume about the GPU; zero fields take the defaults shown. Pass the adapter's
+ * real limits so large tensors are split only where the adapter needs it. */
+typedef struct nbl_gpu_plan_opts {
+    int32_t n_ctx;                  /* KV cache length in tokens; 0 = min(n_ctx_train, 4096) */
+    int32_t max_tokens;             /* most tokens per prefill step (chunk); 0 = 256 */
+    int32_t max_logit_rows;         /* most logits rows a step returns (prefill_all); 0 = 1 */
+    int32_t top_k;                  /* candidates the topk program returns (<= 256); 0 = 40 */
+    int32_t f16;                    /* 1: the adapter has shader-f16: f16 arithmetic */
+    int32_t unfused;                /* 1: one dispatch per graph op (tests the single kernels) */
+    uint64_t max_binding_size;      /* maxStorageBufferBindingSize; 0 = 128 MiB */
+    uint64_t max_buffer_size;       /* maxBufferSize; 0 = 256 MiB */
+    uint32_t max_workgroup_storage; /* maxComputeWorkgroupStorageSize; 0 = 16 KiB */
+} nbl_gpu_plan_opts;
+
+void nbl_gpu_plan_opts_init(nbl_gpu_plan_opts *opt);
+
+/* The model's forward pass as a WebGPU plan for web/gpu.js, as JSON (*out malloc'd,
+ * NUL-terminated): buffers with the file ranges to upload into them, pipelines (shaders/ file +
+ * defines) and dispatch lists for the step kinds decode, prefill, head, head_all, argmax, topk.
+ * Fails (NBL_E_UNSUPPORTED / NBL_E_NOMEM) with a message naming the tensor or limit when the
+ * model cannot run within opt's limits. opt may be NULL. */
+nbl_status nbl_gpu_plan_json(const nbl_model *model, const nbl_gpu_plan_opts *opt, char **out,
+                             nbl_error *err);
+
+/* ---- helper tasks (tasks.c) ----------------------------------------------------------------
+ * Short, private helper steps a small local model is good enough for: conversation titles,
+ * quick replies, memory facts and request routing. Nothing is left to free-form generation:
+ * titles pass through a title automaton, replies and facts through JSON Schema grammars, and
+ * routing scores fixed labels by log-likelihood, so every result has the documented shape even
+ * when the model is weak (or has random weights). Each prompt is a few-shot chat written for
+ * small models. Tasks run in sessions owned by an nbl_tasks context (one per task kind, kept
+ * between calls so the fixed few-shot prefix stays cached), never in a caller's session, so a
+ * chat's KV cache is untouched. An nbl_tasks is used by one thread at a time. */
+
+typedef struct nbl_tasks nbl_tasks;
+
+typedef struct nbl_tasks_options {
+    int32_t n_ctx;              /* context of each task session; 0 = 2048 */
+    int32_t n_threads;          /* 0 = the model's default */
+    int32_t shared_session;     /* 1: all tasks share one session (less memory, less caching) */
+    const char *template_name;  /* chat template; NULL = the model's own (copied) */
+} nbl_tasks_options;
+
+void nbl_tasks_options_init(nbl_tasks_options *o);
+nbl_status nbl_tasks_new(nbl_model *model, const nbl_tasks_options *o, nbl_tasks **out,
+                         nbl_error *err);
+void nbl_tasks_free(nbl_tasks *t);
+
+typedef struct nbl_task_params {
+    nbl_sampler_params sampler; /* default: greedy (temperature 0) */
+    int32_t max_tokens;  /* token budget; 0 = the task's default (title 24, replies 160,
+                          * memory 200). Titles always end within it. For JSON tasks it is soft:
+                          * past it only closing tokens (quotes, ] and }) are taken wherever the
+                          * grammar allows one, and the schema's bounds cap the output hard. */
+    int32_t max_items;   /* memory: most facts (1..16); 0 = 5 */
+} nbl_task_params;
+
+void nbl_task_params_init(nbl_task_params *p);
+
+/* A title for the conversation (its first four turns): 1..max_words words (0 = 6, at most 12)
+ * separated by single spaces, at most 80 bytes of valid UTF-8, no leading or trailing space, no
+ * newline, no quotes (ASCII or typographic), no markdown characters, never ending in . , ; : -
+ * These hold by construction. *out_title is malloc'd. */
+nbl_status nbl_task_title(nbl_tasks *t, const nbl_chat_message *msgs, int32_t n_msgs,
+                          int32_t max_words, const nbl_task_params *p, char **out_title,
+                          nbl_error *err);
+
+/* n (0 = 3, at most 8) short replies the user might send next, as a JSON array of strings, each
+ * 1..60 characters (code points). Generated under a schema with exactly n items; afterwards
+ * control characters become spaces, runs of spaces collapse, ends are trimmed, and empty
+ * strings and duplicates (ignoring ASCII case and spacing) are dropped, so fewer than n may
+ * come back. *out_json is malloc'd. */
+nbl_status nbl_task_quick_replies(nbl_tasks *t, const nbl_chat_message *msgs, int32_t n_msgs,
+                                  int32_t n, const nbl_task_params *p, char **out_json,
+                                  nbl_error *err);
+
+/* Facts about the user worth remembering, from the last six turns, as a JSON array (possibly
+ * empty) of {"fact": string of 3..120 characters, "category": one of "identity", "preference",
+ * "work", "location", "relationship", "health", "goal", "other", "confidence": number in
+ * [0, 1]}. existing_json (may be NULL) lists facts already known: an array of strings or of
+ * objects with a "fact" string; they are shown to the model, and any generated fact equal to
+ * one of them or to an earlier one (ignoring ASCII case, punctuation and spacing) is dropped.
+ * *out_json is malloc'd. */
+nbl_status nbl_task_memory(nbl_tasks *t, const nbl_chat_message *msgs, int32_t n_msgs,
+                           const char *existing_json, const nbl_task_params *p, char **out_json,
+                           nbl_error *err);
+
+typedef struct nbl_route {
+    const char *id;               /* the label the model is scored on, e.g. "code" */
+    const char *description;      /* one line shown to the model; may be NULL */
+    const char *const *examples;  /* requests that belong to this route; may be NULL */
+    int32_t n_examples;
+} nbl_route;
+
+typedef struct nbl_route_opts {
+    float threshold;       /* the fallback is chosen when the top score is below it; 0 = never */
+    const char *fallback;  /* id reported then (need not be a route); NULL: route = NULL */
+    int32_t max_examples;  /* few-shot examples, taken round-robin over routes; 0 = 8, -1 = none */
+    int32_t per_token;     /* 1: score by mean log-likelihood per label token, not the total */
+} nbl_route_opts;
+
+void nbl_route_opts_init(nbl_route_opts *o);
+
+typedef struct nbl_route_result {
+    int32_t best;       /* index of the top-scoring route; on equal scores the earliest */
+    int32_t chosen;     /* best, or -1 when scores[best] < threshold (the fallback) */
+    const char *route;  /* routes[chosen].id, or opts->fallback (borrowed, may be NULL) */
+    float confidence;   /* scores[best] */
+} nbl_route_result;
+
+/* Classifies message without generating: the routing prompt (routes, examples, message) is
+ * evaluated once, then each route's label continuation (the id's tokens followed by the
+ * end-of-turn token) is scored by its log-likelihood, one forward pass per label token, with
+ * the session cut back to the shared prompt between routes. Deterministic. scores (may be NULL)
+ * receives a softmax over routes of the total log-likelihood (or the per-token mean); loglik
+ * (may be NULL) the total natural-log likelihood of each label. At most 256 routes. */
+nbl_status nbl_task_route(nbl_tasks *t, const char *message, const nbl_route *routes,
+                          int32_t n_routes, const nbl_route_opts *o, nbl_route_result *r,
+                          float *scores, double *loglik, nbl_error *err);
+
+/* The routing prompt's tokens (as nbl_task_route evaluates them) and the tokens of route i's
+ * label continuation, for inspection and checks. *out is malloc'd. */
+nbl_status nbl_task_route_prompt(nbl_tasks *t, const char *message, const nbl_route *routes,
+                                 int32_t n_routes, const nbl_route_opts *o, int32_t **out,
+                                 int32_t *n_out, nbl_error *err);
+nbl_status nbl_task_route_label(nbl_tasks *t, const nbl_route *route, int32_t **out,
+                                int32_t *n_out, nbl_error *err);
+
+/* Compiles an OpenAI response_format object ({"type": "text" | "json_object" | "json_schema",
+ * "json_schema": {"schema": {...}}}) into a grammar. *out is NULL for "text". */
+nbl_status nbl_grammar_from_response_format(const char *json, size_t len, nbl_grammar **out,
+                                            nbl_error *err);
+
 #ifdef __cplusplus
 }
 #endif
