@@ -22,9 +22,10 @@ export function hardwareThreads() {
 }
 
 /** Thread count a session uses when the caller does not say: decode is bound by memory
- * bandwidth, which a few cores saturate, and the page needs a core of its own. */
+ * bandwidth, which a few cores saturate, and beyond two cores one is left to the page. */
 export function defaultThreads() {
-  return Math.max(1, Math.min(8, hardwareThreads() - 1));
+  const n = hardwareThreads();
+  return Math.max(1, Math.min(8, n <= 2 ? n : n - 1));
 }
 
 export const FINISH = Object.freeze({ NONE: 0, STOP: 1, LENGTH: 2 });
