@@ -665,15 +665,27 @@ static void test_real_vocab(void) {
     }
     init_byte_map();
     lim_depth = 12, lim_items = 128, lim_string = 1024; /* the default limits */
-    int32_t n = (int32_t)toks->arr.n, n_eog = 0, eog[4], bad_text = 0;
+    int32_t n = (int32_t)toks->arr.n, n_eog = 0, eog[8], bad_text = 0;
     char **bytes = calloc((size_t)n, sizeof *bytes);
     int32_t *len = calloc((size_t)n, sizeof *len);
     for (int32_t i = 0; i < n; i++) {
         nbl_str s = toks->arr.strs[i];
         int64_t ty = nbl_gguf_arr_int(types, (uint64_t)i);
-        if (nbl_str_eq(s, "<|im_end|>") || nbl_str_eq(s, "<|endoftext|>")) eog[n_eog++] = i;
-        if (ty == 3) continue; /* control: no text */
+        /* End of generation as llama.cpp counts it for this vocabulary: EOS and the
+         * end-of-text, FIM-pad, repo-name and file-separator tokens. */
+        if (nbl_str_eq(s, "<|im_end|>") || nbl_str_eq(s, "<|endoftext|>") ||
+            nbl_str_eq(s, "<|fim_pad|>") || nbl_str_eq(s, "<|repo_name|>") ||
+            nbl_str_eq(s, "<|file_sep|>"))
+            eog[n_eog++] = i;
+        if (ty == 3 || (n_eog && eog[n_eog - 1] == i)) continue; /* control / end: no text */
         bytes[i] = malloc(s.len + 1);
+        /* llama.cpp turns control-looking user-defined tokens (the FIM ones) into control
+         * tokens; <tool_call> and </tool_call> stay text. */
+        if (ty == 4 && s.len > 4 && !memcmp(s.ptr, "<|", 2) && !memcmp(s.ptr + s.len - 2, "|>", 2)) {
+            free(bytes[i]);
+            bytes[i] = NULL;
+            continue;
+        }
         if (ty == 4) { /* user-defined: literal text */
             memcpy(bytes[i], s.ptr, s.len);
             len[i] = (int32_t)s.len;
@@ -683,7 +695,7 @@ static void test_real_vocab(void) {
         }
     }
     CHECK(bad_text == 0, "%d tokens are not byte-level BPE text", bad_text);
-    CHECK(n_eog == 2, "two end-of-generation tokens");
+    CHECK(n_eog == 5, "five end-of-generation tokens");
     double t0 = now_us();
     nbl_grammar_vocab *v = nbl_grammar_vocab_new((const char *const *)bytes, len, n, eog, n_eog, &e);
     double t_build = now_us() - t0;
@@ -699,13 +711,26 @@ static void test_real_vocab(void) {
     nbl_grammar *gj = v ? nbl_grammar_new_json(&e) : NULL;
     nbl_json *schema = nbl_json_parse(src, strlen(src), NULL);
     uint32_t *bits = malloc(((size_t)n + 31) / 32 * sizeof *bits);
+    /* The same vocabulary through the model API (tokenizer.c's token text and end-of-generation
+     * flags) must give identical masks to the one decoded here. */
+    nbl_model_options mo;
+    nbl_model_options_init(&mo);
+    mo.vocab_only = 1;
+    nbl_model *model = NULL;
+    nbl_grammar_vocab *vm = NULL;
+    if (nbl_model_open_file(path, &mo, &model, &e) == NBL_OK) vm = nbl_grammar_vocab_from_model(model, &e);
+    CHECK(vm && nbl_grammar_vocab_size(vm) >= n, "vocabulary from the model: %s", e.msg);
+    int32_t nm = vm ? nbl_grammar_vocab_size(vm) : 0, mask_diff = 0, mask_cmp = 0;
+    uint32_t *bits2 = malloc(((size_t)(nm > n ? nm : n) + 31) / 32 * sizeof *bits2);
     for (int which = 0; g && gj && which < 2; which++) {
         nbl_grammar_matcher *m = nbl_grammar_matcher_new(which ? gj : g, v, &e);
+        nbl_grammar_matcher *m2 = vm ? nbl_grammar_matcher_new(which ? gj : g, vm, &e) : NULL;
         double tot = 0, tmax = 0, tstr = 0, toth = 0;
         int nstr = 0, noth = 0, valid = 0, runs = 0, total_allowed = 0;
         for (int run = 0; run < 6; run++) {
             rs = 777 + (uint64_t)run;
             nbl_grammar_matcher_reset(m);
+            if (m2) nbl_grammar_matcher_reset(m2);
             char text[16384];
             size_t tl = 0;
             for (int step = 0; step < 400; step++) {
@@ -725,6 +750,14 @@ static void test_real_vocab(void) {
                 else toth += dt, noth++;
                 total_allowed += cnt;
                 if (cnt <= 0) break;
+                if (m2 && run < 2) {
+                    int32_t c2 = nbl_grammar_matcher_mask(m2, bits2);
+                    int same = c2 == cnt;
+                    for (int32_t w = 0; same && w < (n + 31) / 32; w++) same = bits[w] == bits2[w];
+                    for (int32_t t = n; same && t < nm; t++) same = !has_bit(bits2, t);
+                    mask_diff += !same;
+                    mask_cmp++;
+                }
                 /* Check a sample of tokens against byte-level brute force. */
                 if (step % 25 == 3) {
                     int agree = 1;
@@ -768,7 +801,14 @@ static void test_real_vocab(void) {
                     CHECK(0, "qwen accept: %s", e.msg);
                     break;
                 }
-                if (pickt == eog[0] || pickt == eog[1]) break;
+                if (m2 && nbl_grammar_matcher_accept(m2, pickt, &e) != NBL_OK) {
+                    CHECK(0, "accept on the model's vocabulary: %s", e.msg);
+                    nbl_grammar_matcher_free(m2);
+                    m2 = NULL;
+                }
+                int ended = 0;
+                for (int k = 0; k < n_eog; k++) ended |= pickt == eog[k];
+                if (ended) break;
                 if (tl + (size_t)len[pickt] < sizeof text) {
                     memcpy(text + tl, bytes[pickt], (size_t)len[pickt]);
                     tl += (size_t)len[pickt];
@@ -790,7 +830,13 @@ static void test_real_vocab(void) {
                tot / (nstr + noth), tmax, nstr ? tstr / nstr : 0, nstr, noth ? toth / noth : 0,
                noth, (double)total_allowed / (nstr + noth));
         nbl_grammar_matcher_free(m);
+        nbl_grammar_matcher_free(m2);
     }
+    CHECK(!vm || (mask_cmp > 100 && mask_diff == 0),
+          "masks from the model's vocabulary: %d of %d differ", mask_diff, mask_cmp);
+    nbl_grammar_vocab_free(vm);
+    nbl_model_free(model);
+    free(bits2);
     nbl_json_free(schema);
     free(bits);
     nbl_grammar_free(g);
