@@ -26,6 +26,25 @@ static inline bool nbl_mul_ovf(uint64_t a, uint64_t b, uint64_t *r) { return __b
     } while (0)
 void nbl_assert_fail(const char *file, int line, const char *expr);
 
+/* ---- strbuf.c: a growing string ---------------------------------------------------------- */
+
+typedef struct nbl_sb {
+    char *p;      /* NUL-terminated once anything was appended */
+    size_t n, cap;
+    int oom;      /* an append failed; the contents are incomplete */
+} nbl_sb;
+
+void nbl_sb_put(nbl_sb *b, const char *s, size_t n);
+void nbl_sb_puts(nbl_sb *b, const char *s);
+void nbl_sb_printf(nbl_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void nbl_sb_json_str(nbl_sb *b, const char *s, size_t n); /* quoted and escaped */
+void nbl_sb_json_num(nbl_sb *b, double x);                /* shortest round-trip form; null for inf/nan */
+struct nbl_json;
+void nbl_sb_json(nbl_sb *b, const struct nbl_json *j);    /* compact serialisation */
+/* The string (caller frees), "" when empty, NULL after an allocation failure; b is reset. */
+char *nbl_sb_take(nbl_sb *b);
+void nbl_sb_free(nbl_sb *b);
+
 /* ---- quant.c: tensor types (ggml ids), block layouts, scalar reference kernels ----------- */
 
 enum nbl_type {
