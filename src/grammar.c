@@ -177,92 +177,6 @@ nbl_grammar *nbl_grammar_new_choice(const char *const *choices, int32_t n, nbl_e
 
 /* ---- JSON Schema compiler ------------------------------------------------------------------ */
 
-typedef struct sbuf {
-    char *d;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 64;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *q = realloc(b->d, nc);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->d = q;
-        b->cap = nc;
-    }
-    memcpy(b->d + b->n, s, n);
-    b->n += n;
-    b->d[b->n] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s, size_t n) {
-    sb_put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char e[8];
-        if (c == '"' || c == '\\') {
-            e[0] = '\\';
-            e[1] = (char)c;
-            sb_put(b, e, 2);
-        } else if (c < 0x20) {
-            snprintf(e, sizeof e, "\\u%04x", c);
-            sb_put(b, e, 6);
-        } else {
-            sb_put(b, (const char *)&c, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
-/* Shortest text that reads back as x; always with '.', whatever the locale. */
-static void sb_num(sbuf *b, double x) {
-    char t[40];
-    if (x == floor(x) && fabs(x) < 1e15) {
-        snprintf(t, sizeof t, "%.0f", x);
-    } else {
-        for (int p = 1; p <= 17; p++) {
-            snprintf(t, sizeof t, "%.*g", p, x);
-            for (char *c = t; *c; c++)
-                if (*c == ',') *c = '.';
-            if (strtod(t, NULL) == x) break;
-        }
-    }
-    for (char *c = t; *c; c++)
-        if (*c != '-' && *c != '+' && *c != 'e' && (*c < '0' || *c > '9')) *c = '.';
-    sb_put(b, t, strlen(t));
-}
-
-static void sb_json(sbuf *b, const nbl_json *j) {
-    switch (j->type) {
-    case NBL_JSON_NULL: sb_put(b, "null", 4); break;
-    case NBL_JSON_BOOL: j->b ? sb_put(b, "true", 4) : sb_put(b, "false", 5); break;
-    case NBL_JSON_NUMBER: sb_num(b, j->num); break;
-    case NBL_JSON_STRING: sb_str(b, j->str, j->len); break;
-    case NBL_JSON_ARRAY:
-        sb_put(b, "[", 1);
-        for (size_t i = 0; i < j->len; i++) {
-            if (i) sb_put(b, ",", 1);
-            sb_json(b, &j->items[i]);
-        }
-        sb_put(b, "]", 1);
-        break;
-    default:
-        sb_put(b, "{", 1);
-        for (size_t i = 0; i < j->len; i++) {
-            if (i) sb_put(b, ",", 1);
-            sb_str(b, j->keys[i], strlen(j->keys[i]));
-            sb_put(b, ":", 1);
-            sb_json(b, &j->items[i]);
-        }
-        sb_put(b, "}", 1);
-    }
-}
 
 typedef struct cctx {
     nbl_grammar *g;
@@ -446,7 +360,7 @@ static int32_t compile_object(cctx *c, const nbl_json *s, const char *path, int 
     }
     int32_t *req_flags = calloc((size_t)np + 1, sizeof *req_flags);
     int32_t *child = malloc(((size_t)np + 1) * sizeof *child);
-    sbuf keys = {0};
+    nbl_sb keys = {0};
     size_t *koff = malloc(((size_t)np + 1) * sizeof *koff);
     lit_src *src = malloc(((size_t)np + 1) * sizeof *src);
     int32_t node = -1;
@@ -476,7 +390,7 @@ static int32_t compile_object(cctx *c, const nbl_json *s, const char *path, int 
         child[i] = compile(c, &props->items[i], sub, depth + 1);
         if (child[i] < 0) goto done;
         koff[i] = keys.n;
-        sb_str(&keys, props->keys[i], strlen(props->keys[i]));
+        nbl_sb_json_str(&keys, props->keys[i], strlen(props->keys[i]));
     }
     koff[np] = keys.n;
     if (keys.oom) {
@@ -484,7 +398,7 @@ static int32_t compile_object(cctx *c, const nbl_json *s, const char *path, int 
         goto done;
     }
     for (int32_t i = 0; i < np; i++)
-        src[i] = (lit_src){keys.d + koff[i], (uint32_t)(koff[i + 1] - koff[i]), i};
+        src[i] = (lit_src){keys.p + koff[i], (uint32_t)(koff[i + 1] - koff[i]), i};
     int dup = 0;
     int32_t kn = np ? add_lits(g, src, np, GF_KEYS, &dup) : -1;
     if (np && kn < 0) {
@@ -522,7 +436,7 @@ static int32_t compile_object(cctx *c, const nbl_json *s, const char *path, int 
 done:
     free(req_flags);
     free(child);
-    free(keys.d);
+    nbl_sb_free(&keys);
     free(koff);
     free(src);
     return node;
@@ -596,7 +510,7 @@ static int32_t compile_enum(cctx *c, const nbl_json *s, int tmask, const char *p
         nbl_set_err(c->err, NBL_E_FORMAT, "\"enum\" at %s must be an array", path);
         return -1;
     }
-    sbuf b = {0};
+    nbl_sb b = {0};
     size_t *off = malloc((nv + 1) * sizeof *off);
     lit_src *src = malloc((nv + 1) * sizeof *src);
     int32_t node = -1, k = 0;
@@ -607,7 +521,7 @@ static int32_t compile_enum(cctx *c, const nbl_json *s, int tmask, const char *p
     for (size_t i = 0; i < nv; i++) {
         if (!value_has_type(&vals[i], tmask)) continue;
         off[k++] = b.n;
-        sb_json(&b, &vals[i]);
+        nbl_sb_json(&b, &vals[i]);
     }
     off[k] = b.n;
     if (b.oom) {
@@ -619,11 +533,11 @@ static int32_t compile_enum(cctx *c, const nbl_json *s, int tmask, const char *p
                     path, tmask == 127 ? "" : " of the given type");
         goto done;
     }
-    for (int32_t i = 0; i < k; i++) src[i] = (lit_src){b.d + off[i], (uint32_t)(off[i + 1] - off[i]), i};
+    for (int32_t i = 0; i < k; i++) src[i] = (lit_src){b.p + off[i], (uint32_t)(off[i + 1] - off[i]), i};
     node = add_lits(c->g, src, k, 0, NULL);
     if (node < 0) c_oom(c);
 done:
-    free(b.d);
+    nbl_sb_free(&b);
     free(off);
     free(src);
     return node;
