@@ -597,6 +597,10 @@ typedef struct tk_run {
     char *buf; /* escaped text (SentencePiece) or mapped word (ignore_merges) */
     size_t buf_cap;
     wc_entry *wc; /* NULL for short inputs */
+    /* pre-tokenizer output goes to BPE, or to this callback (nbl_pretokenize) */
+    void (*piece_fn)(void *ctx, size_t off, size_t len);
+    void *piece_ctx;
+    const uint8_t *piece_base;
 } tk_run;
 
 static void emit(tk_run *r, int32_t id) {
@@ -924,7 +928,10 @@ static int pretok_passes(int pre) {
 static void pretok_split(tk_run *r, const uint8_t *text, int pass, size_t a, size_t b) {
     const nbl_vocab *v = r->v;
     if (pass == pretok_passes(v->pre)) {
-        bpe_word(r, text + r->offs[a], r->offs[b] - r->offs[a]);
+        if (r->piece_fn)
+            r->piece_fn(r->piece_ctx, (size_t)(text - r->piece_base) + r->offs[a], r->offs[b] - r->offs[a]);
+        else
+            bpe_word(r, text + r->offs[a], r->offs[b] - r->offs[a]);
         return;
     }
     pt_span sp = {r->cps, r->cats, b};
@@ -976,6 +983,26 @@ static void bpe_fragment(tk_run *r, const uint8_t *s, size_t n) {
     }
     r->offs[m] = (uint32_t)n;
     pretok_split(r, s, 0, 0, m);
+}
+
+int nbl_pretokenize(const char *pre, const char *text, size_t len,
+                    void (*fn)(void *ctx, size_t off, size_t len), void *ctx) {
+    size_t i = 0, n = sizeof PRE_NAMES / sizeof PRE_NAMES[0];
+    while (i < n && strcmp(pre, PRE_NAMES[i].name)) i++;
+    if (i == n || !fn || (!text && len) || len > UINT32_MAX - 8) return -1;
+    nbl_vocab v; /* the split passes only read the pre-tokenizer kind */
+    memset(&v, 0, sizeof v);
+    v.pre = PRE_NAMES[i].pre;
+    tk_run r = {0};
+    r.v = &v;
+    r.piece_fn = fn;
+    r.piece_ctx = ctx;
+    r.piece_base = (const uint8_t *)text;
+    if (len) bpe_fragment(&r, (const uint8_t *)text, len);
+    free(r.cps);
+    free(r.offs);
+    free(r.cats);
+    return r.oom ? -1 : 0;
 }
 
 /* ---- SentencePiece BPE ---------------------------------------------------------------------- */

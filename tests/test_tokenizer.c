@@ -333,6 +333,62 @@ static void test_stream(void) {
     }
 }
 
+typedef struct pieces {
+    size_t n, next_off, lens[256];
+    int contiguous;
+} pieces;
+
+static void on_piece(void *ctx, size_t off, size_t len) {
+    pieces *p = ctx;
+    if (off != p->next_off) p->contiguous = 0;
+    p->next_off = off + len;
+    if (p->n < 256) p->lens[p->n] = len;
+    p->n++;
+}
+
+/* Pre-tokenizer splits against Python's regex engine running the original patterns
+ * (tests/data/pretok_cases.txt, written by tools/gen_pretok_cases.py). */
+static void test_pretok(void) {
+    nbl_error err;
+    size_t len;
+    char *data = nbl_read_file("tests/data/pretok_cases.txt", &len, &err);
+    CHECK(data != NULL, "tests/data/pretok_cases.txt: %s", err.msg);
+    if (!data) return;
+    int n_case = 0, n_ok = 0;
+    for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        char *pre = line, *hex = strchr(pre, '\t'), *lens;
+        if (!hex || !(lens = strchr(hex + 1, '\t'))) continue;
+        *hex++ = 0;
+        *lens++ = 0;
+        char text[256];
+        size_t tl = 0;
+        for (char *h = hex; h[0] && h[1] && tl < sizeof text; h += 2) {
+            unsigned x;
+            sscanf(h, "%2x", &x);
+            text[tl++] = (char)x;
+        }
+        size_t want[256], nw = 0;
+        for (char *t = lens; *t && nw < 256;) {
+            char *end;
+            want[nw++] = strtoul(t, &end, 10);
+            t = *end == ',' ? end + 1 : end;
+            if (end == t && *end != ',') break;
+        }
+        pieces p = {0, 0, {0}, 1};
+        int rc = nbl_pretokenize(pre, text, tl, on_piece, &p);
+        int same = rc == 0 && p.contiguous && p.next_off == tl && p.n == nw &&
+                   !memcmp(p.lens, want, sizeof *want * nw);
+        CHECK(same, "pretokenize %s '%.*s': %zu pieces, want %zu", pre, (int)tl, text, p.n, nw);
+        n_ok += same;
+        n_case++;
+    }
+    printf("  pre-tokenizer splits: %d/%d match the regex reference\n", n_ok, n_case);
+    CHECK(n_case == 800, "expected 800 pre-tokenizer cases, read %d", n_case);
+    CHECK(nbl_pretokenize("no-such", "a", 1, on_piece, NULL) == -1, "unknown pre-tokenizer");
+    free(data);
+}
+
 static uint64_t rng_state = 0x243f6a8885a308d3ull;
 static uint32_t rnd(void) {
     rng_state ^= rng_state << 13;
@@ -444,6 +500,7 @@ int main(void) {
     test_golden("qwen2-tiny-realvocab-q8_0");
     test_golden("qwen2-tiny-realvocab-q4_0");
     test_forging();
+    test_pretok();
     test_stream();
     test_fuzz();
     test_api_edges();
