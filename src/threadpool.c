@@ -4,6 +4,7 @@
 #include "kernels.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,11 @@
 #endif
 
 /* Spin iterations before a worker sleeps: about 0.5-2 ms, longer than the gap between ops of one
- * forward pass, far shorter than the gap between user requests. */
+ * forward pass, far shorter than the gap between user requests. After PURE_SPIN iterations the
+ * waiters also yield the CPU on every round: when the machine is oversubscribed the thread being
+ * waited for may need this very core, and when it is not, sched_yield returns at once. */
 #define SPIN_ITERS 20000
+#define PURE_SPIN 2000
 
 typedef struct worker {
     nbl_threadpool *tp;
@@ -54,7 +58,8 @@ static void *worker_main(void *arg) {
         while ((g = atomic_load_explicit(&tp->gen, memory_order_acquire)) == seen &&
                !atomic_load_explicit(&tp->stop, memory_order_relaxed)) {
             if (++spins < SPIN_ITERS) {
-                CPU_RELAX();
+                if (spins < PURE_SPIN) CPU_RELAX();
+                else sched_yield();
                 continue;
             }
             /* Announce the sleep before re-checking gen; the submitter bumps gen before reading
@@ -149,7 +154,10 @@ void nbl_threadpool_run(nbl_threadpool *tp, void (*fn)(void *, int32_t, int32_t)
         pthread_mutex_unlock(&tp->mu);
     }
     fn(ctx, 0, tp->n);
-    while (atomic_load_explicit(&tp->done, memory_order_acquire) != tp->n - 1) CPU_RELAX();
+    for (int spins = 0; atomic_load_explicit(&tp->done, memory_order_acquire) != tp->n - 1; spins++) {
+        if (spins < PURE_SPIN) CPU_RELAX();
+        else sched_yield();
+    }
 }
 
 void *nbl_threadpool_scratch(nbl_threadpool *tp, size_t bytes) {
