@@ -333,6 +333,47 @@ static void test_stream(void) {
     }
 }
 
+/* stories260K.expected.txt is the text of the model's greedy tokens as llama.cpp prints them. */
+static void test_stories(void) {
+    size_t jl, tl;
+    char *js = slurp("golden/stories260K.json", &jl), *want = slurp("golden/stories260K.expected.txt", &tl);
+    nbl_model *m = open_vocab("models/stories260K.gguf");
+    nbl_error err;
+    nbl_json *j = js ? nbl_json_parse(js, jl, &err) : NULL;
+    const nbl_json *g = nbl_json_get(j, "greedy_tokens");
+    CHECK(m && want && g && g->type == NBL_JSON_ARRAY, "stories260K fixtures");
+    if (m && want && g) {
+        nbl_detok *d = nbl_detok_new(m, 0);
+        char *got = malloc(g->len * 64 + 64);
+        size_t o = 0;
+        for (size_t i = 0; i < g->len; i++) {
+            int32_t k = nbl_detok_push(d, (int32_t)nbl_json_at(g, i)->num, got + o, 64);
+            CHECK(k >= 0, "detok_push");
+            o += (size_t)(k > 0 ? k : 0);
+        }
+        int32_t k = nbl_detok_flush(d, got + o, 64);
+        o += (size_t)(k > 0 ? k : 0);
+        while (tl && want[tl - 1] == '\n') tl--; /* the file ends with a newline */
+        while (o && got[o - 1] == '\n') o--;
+        CHECK(o == tl && !memcmp(got, want, o), "stories260K: streamed text differs:\n%.*s", (int)o, got);
+        printf("  stories260K: %zu greedy tokens stream to the expected %zu bytes\n", g->len, tl);
+        /* and the text tokenizes back to itself (SentencePiece, BOS, prefix space) */
+        int32_t n, *ids = tok(m, want, tl, NBL_TOK_ADD_BOS, &n);
+        size_t dl;
+        char *back = detok_bytes(m, ids, n, 0, &dl);
+        CHECK(n > 0 && ids[0] == 1 && dl == tl + 1 && back[0] == ' ' && !memcmp(back + 1, want, tl),
+              "stories260K text round trip");
+        free(back);
+        free(ids);
+        free(got);
+        nbl_detok_free(d);
+    }
+    nbl_json_free(j);
+    free(js);
+    free(want);
+    nbl_model_free(m);
+}
+
 typedef struct pieces {
     size_t n, next_off, lens[256];
     int contiguous;
@@ -501,6 +542,7 @@ int main(void) {
     test_golden("qwen2-tiny-realvocab-q4_0");
     test_forging();
     test_pretok();
+    test_stories();
     test_stream();
     test_fuzz();
     test_api_edges();
