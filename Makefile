@@ -128,3 +128,16 @@ bench-tokenize: $(B)/bench/tokenize
 $(B)/bench/tokenize: bench/tokenize.c $(B)/libnbl.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) $< $(B)/libnbl.a -o $@ $(LDLIBS)
+
+# make bench-wasm: decode speed of the wasm builds in headless Chromium vs the native build and vs
+# wllama (bench/wasm.mjs). The model is a random-weight Qwen2.5-0.5B Q4_0 with the real Qwen2.5
+# tokenizer (vocabulary padded to the embedding rows, as llama.cpp requires) from a fixture.
+BENCH_MODEL ?= $(B)/bench/qwen2.5-0.5b-q4_0.gguf
+BENCH_THREADS ?= 2
+.PHONY: bench-wasm
+$(BENCH_MODEL): | $(B)/nbl
+	@mkdir -p $(dir $@)
+	$(B)/nbl synth qwen2.5-0.5b-instruct -t q4_0 --vocab ../shared/fixtures/models/qwen2-tiny-realvocab-q8_0.gguf -o $@
+
+bench-wasm: all wasm $(BENCH_MODEL)
+	node bench/wasm.mjs --model $(BENCH_MODEL) --nbl $(B)/nbl --threads $(BENCH_THREADS)
