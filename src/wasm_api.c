@@ -114,6 +114,61 @@ static void out_str(const char *s) {
 API double nblw_heap_max(void) { return (double)emscripten_get_heap_max(); }
 API double nblw_heap_used(void) { return (double)(uintptr_t)sbrk(0); }
 
+/* malloc (dlmalloc) never asks sbrk for 2 GiB or more at once (its sizes stay below half the
+ * address space), so model buffers from 1 GiB up come from sbrk directly, in steps, as one
+ * region outside malloc. sbrk cannot shrink, so the region is kept when its model is freed and
+ * reused (or extended, when it is still at the top of the heap) for the next big model. */
+#define NBLW_BIG ((size_t)1 << 30)
+static uint8_t *g_big;
+static size_t g_big_cap;
+static int g_big_used;
+
+static int sbrk_steps(size_t n) {
+    while (n) {
+        size_t step = n < NBLW_BIG ? n : NBLW_BIG;
+        if (sbrk((intptr_t)step) == (void *)-1) return -1;
+        n -= step;
+    }
+    return 0;
+}
+
+static void *model_bytes_alloc(size_t size) {
+    if (size < NBLW_BIG) return malloc(size);
+    if (g_big_used) return NULL;
+    if (g_big && size <= g_big_cap) {
+        g_big_used = 1;
+        return g_big;
+    }
+    uint8_t *top = sbrk(0);
+    if (g_big && g_big + g_big_cap == top) {
+        /* Extend in place; a partial extension still belongs to the region. */
+        uint8_t *before = top;
+        int rc = sbrk_steps(size - g_big_cap);
+        g_big_cap += (size_t)((uintptr_t)sbrk(0) - (uintptr_t)before);
+        if (rc) return NULL;
+    } else {
+        size_t pad = (size_t)((64 - (uintptr_t)top % 64) % 64);
+        if (sbrk_steps(pad)) return NULL;
+        uint8_t *base = sbrk(0);
+        int rc = sbrk_steps(size);
+        /* Nothing else allocates between the steps (one thread drives the engine), so they are
+         * contiguous; a failed attempt still becomes the region, for a smaller model later. */
+        const size_t got = (size_t)((uintptr_t)sbrk(0) - (uintptr_t)base);
+        if (got > g_big_cap) {
+            g_big = base;
+            g_big_cap = got;
+        }
+        if (rc) return NULL;
+    }
+    g_big_used = 1;
+    return g_big;
+}
+
+static void model_bytes_free(void *p) {
+    if (p && p == g_big) g_big_used = 0;
+    else free(p);
+}
+
 /* Allocates the buffer a model's bytes are read into, after checking that they and the room a
  * session needs fit below the memory limit, so an oversized model fails before anything is
  * allocated or downloaded into memory. Returns 0 with nblw_error set when it does not fit. */
@@ -123,14 +178,15 @@ API void *nblw_model_alloc(double size) {
         fail(NBL_E_ARG, "model: invalid size %.0f", size);
         return NULL;
     }
-    if (size + (double)NBLW_RESERVE > max - used) {
+    const int reuse = size >= (double)NBLW_BIG && g_big && !g_big_used && size <= (double)g_big_cap;
+    if (!reuse && size + (double)NBLW_RESERVE > max - used) {
         fail(NBL_E_NOMEM,
              "model: %.0f MiB does not fit in WebAssembly memory: the limit is %.0f MiB, %.0f MiB are "
              "in use and %.0f MiB are kept for the context; use a smaller or more quantized model",
              size / 1048576.0, max / 1048576.0, used / 1048576.0, (double)NBLW_RESERVE / 1048576.0);
         return NULL;
     }
-    void *p = malloc((size_t)size);
+    void *p = model_bytes_alloc((size_t)size);
     if (!p)
         fail(NBL_E_NOMEM, "model: cannot allocate %.0f MiB of WebAssembly memory (%.0f MiB in use, limit %.0f MiB)",
              size / 1048576.0, used / 1048576.0, max / 1048576.0);
@@ -138,6 +194,8 @@ API void *nblw_model_alloc(double size) {
 }
 
 API void nblw_free(void *p) { free(p); }
+/* Frees a buffer from nblw_model_alloc that was never handed to nblw_model_open. */
+API void nblw_model_bytes_free(void *p) { model_bytes_free(p); }
 API void *nblw_malloc(double size) { return size > 0 && size < 4294967295.0 ? malloc((size_t)size) : NULL; }
 
 /* 1 in the pthreads build. */
@@ -156,7 +214,7 @@ API int32_t nblw_threaded(void) {
 API nblw_model *nblw_model_open(void *bytes, double size, int32_t vocab_only) {
     nblw_model *w = calloc(1, sizeof *w);
     if (!w) {
-        free(bytes);
+        model_bytes_free(bytes);
         fail(NBL_E_NOMEM, "model: out of memory");
         return NULL;
     }
@@ -166,7 +224,7 @@ API nblw_model *nblw_model_open(void *bytes, double size, int32_t vocab_only) {
     o.n_threads = 1;
     nbl_status st = nbl_model_open_buffer(bytes, (size_t)size, &o, &w->m, &g_err);
     if (st) {
-        free(bytes);
+        model_bytes_free(bytes);
         free(w);
         return NULL;
     }
@@ -177,7 +235,7 @@ API nblw_model *nblw_model_open(void *bytes, double size, int32_t vocab_only) {
 API void nblw_model_free(nblw_model *w) {
     if (!w) return;
     nbl_model_free(w->m);
-    free(w->bytes);
+    model_bytes_free(w->bytes);
     free(w);
 }
 

@@ -182,7 +182,7 @@ export class Core {
       }
       if (loaded !== size) throw new CoreError(`model: got ${loaded} of ${size} bytes`, 2);
     } catch (e) {
-      this.free(p);
+      this.mod._nblw_model_bytes_free(p);
       reader.cancel().catch(() => {});
       throw e;
     }
@@ -309,7 +309,7 @@ export class CoreSession {
   /** One token: { text (newly final), finish (FINISH.*), token }. */
   next() {
     const c = this.core, m = c.mod;
-    const r = (m._nblw_gen_next(this.h) >>> 0) >> 2;
+    const r = (m._nblw_gen_next(this.h) >>> 0) >>> 2;
     const heap = m.HEAP32 ?? new Int32Array(m.HEAPU8.buffer);
     const status = heap[r], len = heap[r + 1], finish = heap[r + 2], token = heap[r + 3];
     if (status !== 0) throw c.error(status);
@@ -320,7 +320,7 @@ export class CoreSession {
   /** { prompt_tokens, cached_tokens, completion_tokens, dropped_messages } of the generation. */
   usage() {
     const m = this.core.mod;
-    const r = (m._nblw_gen_usage(this.h) >>> 0) >> 2;
+    const r = (m._nblw_gen_usage(this.h) >>> 0) >>> 2;
     const heap = new Int32Array(m.HEAPU8.buffer);
     return { prompt_tokens: heap[r], cached_tokens: heap[r + 1], completion_tokens: heap[r + 2], dropped_messages: heap[r + 3] };
   }

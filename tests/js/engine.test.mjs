@@ -215,3 +215,31 @@ test('a model larger than WebAssembly memory fails with a clear message before a
   // Malformed bytes are a format error that names the problem.
   await assert.rejects(core.openModel(new Uint8Array(64)), (e) => e.code === 'format' && /gguf|magic/i.test(e.message));
 });
+
+test('buffers beyond 2 GiB: a model region larger than malloc allows, and pointers above 2^31', async () => {
+  const core = await loadCore({ threads: 1 });
+  const size = 2.5 * 2 ** 30; // dlmalloc alone cannot allocate 2 GiB or more
+  const p = core.allocModel(size);
+  core.heapU8[p + size - 1] = 42;
+  assert.equal(core.heapU8[p + size - 1], 42);
+  core.mod._nblw_model_bytes_free(p);
+  assert.equal(core.allocModel(2 * 2 ** 30), p, 'the region is reused for the next big model');
+  // Larger allocations now sit above 2^31: the model's bytes, the KV cache, the logits.
+  const high = await core.openModel(BYTES);
+  const s = high.core.newSession(high, { nCtx: 64 });
+  const ids = high.tokenize('The quick brown fox');
+  s.eval(ids);
+  assert.ok((core.mod._nblw_logits(s.h, -1) >>> 0) > 2 ** 31, 'the logits live above 2 GiB');
+  const hiLogits = s.logits();
+  // The same evaluation in a fresh core at low addresses gives the same logits, bit for bit.
+  const low = await loadCore({ threads: 1 });
+  const lm = await low.openModel(BYTES);
+  const ls = low.newSession(lm, { nCtx: 64 });
+  ls.eval(ids);
+  assert.deepEqual(hiLogits, ls.logits());
+  s.startTokens(ids, { temperature: 0, max_tokens: 3 });
+  ls.startTokens(ids, { temperature: 0, max_tokens: 3 });
+  for (let k = 0; k < 3; k++) assert.deepEqual(s.next(), ls.next());
+  assert.deepEqual(s.usage(), ls.usage());
+  s.dispose(); high.dispose(); ls.dispose(); lm.dispose();
+});
