@@ -285,6 +285,10 @@ T2 AI __m256i dec32(const int D, const uint8_t *blk, const int vnni) {
     }
 }
 
+/* Decode streams each weight row once: prefetching this far ahead of the block being read keeps
+ * enough cache-line requests in flight to approach memory bandwidth from one core. */
+#define PREFETCH_DIST 768
+
 T2 AI void tile32_t(const int D, const int VN, const int NR, const int NC, int64_t K, const uint8_t *w,
                     size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) {
     const int64_t nb = K / 32;
@@ -299,16 +303,20 @@ T2 AI void tile32_t(const int D, const int VN, const int NR, const int NC, int64
         for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps(), accm[r][c] = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         __m256i xv[4], init[4];
+#pragma GCC unroll 4
         for (int c = 0; c < NC; c++) {
             xv[c] = _mm256_loadu_si256((const __m256i *)(xr[c].qs + 32 * b));
             init[c] = (O && !SIGNTRICK) ? _mm256_castsi128_si256(_mm_cvtsi32_si128(xr[c].nsum[b] >> SH))
                                         : _mm256_setzero_si256();
         }
+#pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
+            if (NC == 1) _mm_prefetch((const char *)blk + PREFETCH_DIST, _MM_HINT_T0);
             const float dw = h2f(ld16(blk));
             const __m256i u = dec32(D, blk, VN);
             const __m256i au = SIGNTRICK ? _mm256_sign_epi8(u, u) : u;
+#pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
                 const __m256i s = SIGNTRICK ? _mm256_sign_epi8(xv[c], u) : xv[c];
                 const __m256i p = dot_u8s8(init[c], au, s, VN);
@@ -687,23 +695,58 @@ T2 AI void p_decode(const int P, const uint8_t *row, int64_t ci, uint8_t *u, flo
 /* out[k] = dword k of every row r[0..7] (an 8x8 transpose of 32-bit elements). */
 T2 AI void transpose8(__m256i r[8]) {
     __m256i t[8], q[8];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
     }
+#pragma GCC unroll 2
     for (int i = 0; i < 2; i++) {
         q[4 * i + 0] = _mm256_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
         q[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
         q[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
         q[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
     }
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
         r[k] = _mm256_permute2x128_si256(q[k], q[4 + k], 0x20);
         r[k + 4] = _mm256_permute2x128_si256(q[k], q[4 + k], 0x31);
     }
 }
 
+/* The 32-element types: one block of 8 rows at a time, decoded, transposed and stored without
+ * leaving registers. */
+T2 AI void pack32_t(const int P, int64_t K, const uint8_t *w, size_t bw, int32_t nr, uint8_t *panel) {
+    static const int D_OF[] = {D_Q4_0, D_Q4_1, D_Q5_0, D_Q5_1, D_Q8_0, D_IQ4};
+    const int D = D_OF[P], BS = d_bytes(D), MIN = p_min(P);
+    const size_t bstride = 32 * NBL_PANEL_ROWS + 4 * NBL_PANEL_ROWS * (MIN ? 2 : 1);
+    const uint8_t *rows[8];
+    for (int r = 0; r < 8; r++) rows[r] = w + (size_t)(r < nr ? r : 0) * bw;
+    const __m256i add = _mm256_set1_epi8(P == P_Q4_0 ? 120 : P == P_Q5_0 ? 112 : 0);
+    for (int64_t b = 0; b < K / 32; b++) {
+        __m256i v[8];
+        float sv[8], mv[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            const uint8_t *blk = rows[r] + (size_t)b * BS;
+            v[r] = _mm256_add_epi8(dec32(D, blk, 1), add);
+            sv[r] = r < nr ? h2f(ld16(blk)) : 0.0f;
+            mv[r] = MIN && r < nr ? h2f(ld16(blk + 2)) : 0.0f;
+        }
+        transpose8(v);
+        uint8_t *pb = panel + (size_t)b * bstride;
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i *)(pb + 32 * k), v[k]);
+        memcpy(pb + 256, sv, 32);
+        if (MIN) memcpy(pb + 288, mv, 32);
+    }
+}
+
 T2 AI void pack_t(const int P, int64_t K, const uint8_t *w, size_t bw, int32_t nr, uint8_t *panel) {
+    if (P <= P_IQ4) {
+        pack32_t(P, K, w, bw, nr, panel);
+        return;
+    }
     const int B = p_blk(P), MIN = p_min(P), CH = p_chunk(P), NBC = CH / B;
     const size_t bstride = (size_t)B * NBL_PANEL_ROWS + 4 * NBL_PANEL_ROWS * (MIN ? 2 : 1);
     _Alignas(32) uint8_t u[NBL_PANEL_ROWS][256];
@@ -719,14 +762,17 @@ T2 AI void pack_t(const int P, int64_t K, const uint8_t *w, size_t bw, int32_t n
         }
         for (int g = 0; g < CH / 32; g++) {
             __m256i v[8];
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++) v[r] = _mm256_load_si256((const __m256i *)(u[r] + 32 * g));
             transpose8(v);
             /* 32 bytes of each row = one block of 32, or two blocks of 16 */
             const int64_t b0 = (ci * CH + 32 * g) / B;
             uint8_t *pb = panel + (size_t)b0 * bstride;
             if (B == 32) {
+#pragma GCC unroll 8
                 for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i *)(pb + 32 * k), v[k]);
             } else {
+#pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) {
                     _mm256_storeu_si256((__m256i *)(pb + 32 * k), v[k]);
                     _mm256_storeu_si256((__m256i *)(pb + bstride + 32 * k), v[k + 4]);
@@ -760,35 +806,52 @@ MAKE_PACK(pk_q5_K, P_Q5K)
 MAKE_PACK(pk_q6_K, P_Q6K)
 
 /* Panel (8 rows) x NC activation columns. Each lane of P accumulates one row's integer dot for
- * the block, so the float work (convert, scale, accumulate) is one vector op per 8 outputs. */
+ * the block, so the float work (convert, scale, accumulate) is one vector op per 8 outputs. The
+ * k loop is outermost within a block so each panel vector is loaded once and feeds NC
+ * independent dependency chains. */
 T5 AI void mk_t(const int B, const int MIN, const int NC, const int XK, const uint8_t *panel, int64_t K,
                 const uint8_t *x, size_t bx, float *y, int64_t ldy, int32_t nr) {
     const int64_t nb = K / B;
     const size_t bstride = (size_t)B * 8 + 32 * (MIN ? 2 : 1);
     const int DSH = B == 16 ? 4 : 3;
-    xrow xr[8];
-    for (int c = 0; c < NC; c++) xr[c] = XK ? xrow_qk(x + (size_t)c * bx, K) : xrow_q8(x + (size_t)c * bx, K);
+    const int8_t *qs[8];
+    const float *dxp[8], *sxp[8];
+    const int32_t *nsp[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) {
+        const xrow xr = XK ? xrow_qk(x + (size_t)c * bx, K) : xrow_q8(x + (size_t)c * bx, K);
+        qs[c] = xr.qs;
+        dxp[c] = xr.d;
+        sxp[c] = XK ? (B == 16 ? xr.s16 : xr.s32) : xr.s;
+        nsp[c] = XK ? (B == 16 ? xr.nsum16 : xr.nsum32) : xr.nsum;
+    }
     __m256 acc[8];
+#pragma GCC unroll 8
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *pb = panel + (size_t)b * bstride;
-        __m256i W[8];
-        for (int k = 0; k < B / 4; k++) W[k] = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
+        __m256i P[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; c++) P[c] = MIN ? _mm256_setzero_si256() : _mm256_set1_epi32(nsp[c][b]);
+#pragma GCC unroll 8
+        for (int k = 0; k < B / 4; k++) {
+            const __m256i Wk = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
+#pragma GCC unroll 8
+            for (int c = 0; c < NC; c++)
+                P[c] = _mm256_dpbusd_epi32(P[c], Wk, _mm256_set1_epi32(ld32((const uint8_t *)(qs[c] + b * B + 4 * k))));
+        }
         const __m256 sv = _mm256_loadu_ps((const float *)(pb + B * 8));
-        const __m256 mv = MIN ? _mm256_loadu_ps((const float *)(pb + B * 8 + 32)) : _mm256_setzero_ps();
-        for (int c = 0; c < NC; c++) {
-            const int8_t *q = xr[c].qs + b * B;
-            const int32_t ns = XK ? (B == 16 ? xr[c].nsum16[b] : xr[c].nsum32[b]) : xr[c].nsum[b];
-            const float dx = XK ? xr[c].d[b >> DSH] : xr[c].d[b];
-            __m256i P = MIN ? _mm256_setzero_si256() : _mm256_set1_epi32(ns);
-            for (int k = 0; k < B / 4; k++) P = _mm256_dpbusd_epi32(P, W[k], _mm256_set1_epi32(ld32((const uint8_t *)q + 4 * k)));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P), _mm256_mul_ps(sv, _mm256_set1_ps(dx)), acc[c]);
-            if (MIN) {
-                const float sx = XK ? (B == 16 ? xr[c].s16[b] : xr[c].s32[b]) : xr[c].s[b];
-                acc[c] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sx), acc[c]);
-            }
+        const int64_t bd = XK ? b >> DSH : b;
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P[c]), _mm256_mul_ps(sv, _mm256_set1_ps(dxp[c][bd])), acc[c]);
+        if (MIN) {
+            const __m256 mv = _mm256_loadu_ps((const float *)(pb + B * 8 + 32));
+#pragma GCC unroll 8
+            for (int c = 0; c < NC; c++) acc[c] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sxp[c][b]), acc[c]);
         }
     }
+#pragma GCC unroll 8
     for (int c = 0; c < NC; c++) {
         if (nr == 8) {
             _mm256_storeu_ps(y + c * ldy, acc[c]);
@@ -800,11 +863,12 @@ T5 AI void mk_t(const int B, const int MIN, const int NC, const int XK, const ui
     }
 }
 
-#define MK_NC 4
+#define MK_NC 8
 #define MK_CASE(B, MIN, XK)                                                                     \
     if (blk == B && has_min == MIN && xk == XK) {                                               \
         int32_t c = 0;                                                                          \
         for (; c + MK_NC <= nc; c += MK_NC) mk_t(B, MIN, MK_NC, XK, panel, K, x + (size_t)c * bx, bx, y + c * ldy, ldy, nr); \
+        for (; c + 4 <= nc; c += 4) mk_t(B, MIN, 4, XK, panel, K, x + (size_t)c * bx, bx, y + c * ldy, ldy, nr); \
         for (; c < nc; c++) mk_t(B, MIN, 1, XK, panel, K, x + (size_t)c * bx, bx, y + c * ldy, ldy, nr); \
         return;                                                                                 \
     }
