@@ -329,8 +329,9 @@ static nbl_status load_merges(nbl_vocab *v, const nbl_gguf_value *arr, nbl_error
             __builtin_prefetch(&v->merges[merge_hash(ids[3 * j], ids[3 * j + 1]) & v->merges_mask], 1);
         for (size_t j = 0; j < cnt; j++) {
             int32_t a = ids[3 * j], b = ids[3 * j + 1], c = ids[3 * j + 2];
-            /* A merge whose parts or result are not tokens can never fire on byte tokens. */
-            if (a < 0 || b < 0 || c < 0) {
+            /* A merge whose parts or result are not tokens can never fire on byte tokens; one
+             * that would build a control token must not (text could forge it). */
+            if (a < 0 || b < 0 || !encodable(v, c)) {
                 skipped++;
                 continue;
             }
