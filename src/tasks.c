@@ -783,11 +783,10 @@ nbl_status nbl_task_title(nbl_tasks *t, const nbl_chat_message *msgs, int32_t n_
         p = &dp;
     }
     int32_t budget = p->max_tokens > 0 ? p->max_tokens : 24;
-    char system[320];
-    snprintf(system, sizeof system,
-             "You write a title for a conversation. Reply with the title only: at most %d words, in the language "
-             "of the conversation, no quotes, no final period.",
-             (int)max_words);
+    /* The system prompt and examples stay fixed, so their tokens stay cached between calls;
+     * a word limit other than the usual six is asked for after the conversation. */
+    const char *system = "You write a title for a conversation. Reply with the title only: at most 6 words, in "
+                         "the language of the conversation, no quotes, no final period.";
     sbuf u = {0};
     sb_cat(&u, "Conversation:\n");
     /* The title is about how the conversation started. */
@@ -798,6 +797,7 @@ nbl_status nbl_task_title(nbl_tasks *t, const nbl_chat_message *msgs, int32_t n_
             break;
         }
     transcript(&u, msgs, 0, to, 400, 300, 0);
+    if (max_words != 6) sb_fmt(&u, "\n\nUse at most %d word%s.", (int)max_words, max_words > 1 ? "s" : "");
     int32_t *toks = NULL, n_toks = 0;
     nbl_session *s = NULL;
     if (u.oom) st = nbl_set_err(err, NBL_E_NOMEM, "title: out of memory");
@@ -1079,11 +1079,12 @@ nbl_status nbl_memory_clean(const char *json, size_t len, const char *existing_j
         const nbl_json *c = nbl_json_get(it, "category"), *cf = nbl_json_get(it, "confidence");
         if (!f || f->type != NBL_JSON_STRING || !c || c->type != NBL_JSON_STRING || !cf || cf->type != NBL_JSON_NUMBER)
             continue;
-        size_t n = tidy(f->str, f->len);
+        size_t n = tidy(f->str, f->len), chars = 0;
+        for (size_t k = 0; k < n; k++) chars += ((unsigned char)f->str[k] & 0xC0) != 0x80;
         char *key = norm_key(f->str, n);
         int empty = !key || !key[0];
         free(key);
-        if (empty) continue; /* nothing but punctuation and spaces */
+        if (empty || chars < 3) continue; /* nothing but punctuation, or too short once tidied */
         int r = keys_add(&ks, f->str, n);
         if (r < 0) o.oom = 1;
         if (r <= 0) continue;
