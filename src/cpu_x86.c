@@ -364,12 +364,111 @@ MAKE_TILE32(t2_q5_0, D_Q5_0, T2, 0)
 MAKE_TILE32(t2_q5_1, D_Q5_1, T2, 0)
 MAKE_TILE32(t2_q8_0, D_Q8_0, T2, 0)
 MAKE_TILE32(t2_iq4_nl, D_IQ4, T2, 0)
-MAKE_TILE32(t5_q4_0, D_Q4_0, T5, 1)
-MAKE_TILE32(t5_q4_1, D_Q4_1, T5, 1)
-MAKE_TILE32(t5_q5_0, D_Q5_0, T5, 1)
-MAKE_TILE32(t5_q5_1, D_Q5_1, T5, 1)
-MAKE_TILE32(t5_q8_0, D_Q8_0, T5, 1)
-MAKE_TILE32(t5_iq4_nl, D_IQ4, T5, 1)
+
+/* ---- AVX-512 decode: two 32-element blocks per 512-bit vector ----------------------------------
+ * Decode is bound by memory and by the per-block work, so the 512-bit form halves the per-block
+ * instruction count: one dpbusd, convert and FMA cover two blocks, with the pair's scales spread
+ * over the two 256-bit halves. Activations are read in their natural order (64 bytes per pair). */
+
+/* Two blocks -> 64 bytes u (value u - O), block 0 in the low half. */
+T5 AI __m512i dec64(const int D, const uint8_t *b0, const uint8_t *b1) {
+    if (D == D_Q8_0) {
+        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
+                                             _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
+        return _mm512_xor_si512(z, _mm512_set1_epi8((char)0x80));
+    }
+    const int off = D == D_Q4_0 || D == D_IQ4 ? 2 : D == D_Q4_1 ? 4 : D == D_Q5_0 ? 6 : 8;
+    const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + off))),
+                                              _mm_loadu_si128((const __m128i *)(b1 + off)), 1);
+    __m512i z = _mm512_castsi256_si512(t);
+    z = _mm512_shuffle_i64x2(z, z, 0x50); /* 128-bit lanes [q0, q0, q1, q1] */
+    z = _mm512_mask_blend_epi64(0xCC, z, _mm512_srli_epi16(z, 4));
+    z = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+    if (D == D_IQ4) {
+        const __m512i tab = _mm512_broadcast_i32x4(_mm_xor_si128(_mm_loadu_si128((const __m128i *)IQ4_TAB), _mm_set1_epi8((char)0x80)));
+        return _mm512_shuffle_epi8(tab, z);
+    }
+    if (D == D_Q5_0 || D == D_Q5_1) {
+        const int qo = D == D_Q5_0 ? 2 : 4;
+        const __mmask64 hb = (uint64_t)(uint32_t)ld32(b0 + qo) | ((uint64_t)(uint32_t)ld32(b1 + qo) << 32);
+        z = _mm512_or_si512(z, _mm512_maskz_mov_epi8(hb, _mm512_set1_epi8(0x10)));
+    }
+    return z;
+}
+
+T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, float *y) {
+    const int64_t nb = K / 32, np = nb / 2;
+    const int BS = d_bytes(D), O = d_off(D), MIN = d_min(D);
+    const int SH = O == 8 ? 4 : O == 16 ? 3 : 0;
+    const xrow xr = xrow_q8(x, K);
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 acc[4];
+    __m128 accm[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm_setzero_ps();
+    for (int64_t p = 0; p < np; p++) {
+        const int64_t b = 2 * p;
+        const __m512i xv = _mm512_loadu_si512((const void *)(xr.qs + 32 * b));
+        __m512i init = _mm512_setzero_si512();
+        if (O) {
+            __m128i ns = _mm_loadl_epi64((const __m128i *)(xr.nsum + b));
+            if (SH) ns = _mm_srai_epi32(ns, SH);
+            init = _mm512_maskz_expand_epi32(0x0101, _mm512_castsi128_si512(ns));
+        }
+        const __m128 dxp = _mm_castpd_ps(_mm_load_sd((const double *)(xr.d + b)));
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *b0 = w + (size_t)r * bw + (size_t)b * BS, *b1 = b0 + BS;
+            _mm_prefetch((const char *)b0 + PREFETCH_DIST, _MM_HINT_T0);
+            const __m512i u = dec64(D, b0, b1);
+            const __m512i P = _mm512_dpbusd_epi32(init, u, xv);
+            const uint32_t h2 = (uint32_t)ld16(b0) | ((uint32_t)ld16(b1) << 16);
+            const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)h2));
+            const __m512 sc = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_mul_ps(dw, dxp)));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P), sc, acc[r]);
+            if (MIN) {
+                const uint32_t m2 = (uint32_t)ld16(b0 + 2) | ((uint32_t)ld16(b1 + 2) << 16);
+                const __m128 sp = _mm_castpd_ps(_mm_load_sd((const double *)(xr.s + b)));
+                accm[r] = _mm_fmadd_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)m2)), sp, accm[r]);
+            }
+        }
+    }
+    float tail[4] = {0, 0, 0, 0};
+    if (nb & 1) { /* odd block count: the last block at 256 bits */
+        const int64_t b = nb - 1;
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xr.qs + 32 * b));
+        const __m256i init = O ? _mm256_castsi128_si256(_mm_cvtsi32_si128(xr.nsum[b] >> SH)) : _mm256_setzero_si256();
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
+            const __m256i P = _mm256_dpbusd_epi32(init, dec32(D, blk, 1), xv);
+            tail[r] = (float)hsum_epi32(P) * (h2f(ld16(blk)) * xr.d[b]) + (MIN ? h2f(ld16(blk + 2)) * xr.s[b] : 0.0f);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        __m128 m = accm[r];
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        y[r] = _mm512_reduce_add_ps(acc[r]) + _mm_cvtss_f32(m) + tail[r];
+    }
+}
+
+/* Decode (one column) at 512 bits; several columns reuse the 256-bit tile with its 4x4 blocking. */
+#define MAKE_TILE64(name, D)                                                                    \
+    T5 static void name##_k(const int NR, const int NC, int64_t K, const uint8_t *w, size_t bw,  \
+                            const uint8_t *x, size_t bx, float *y, int64_t ldy) {               \
+        if (NC == 1 && NR == 4) tile64_t(D, 4, K, w, bw, x, y);                                 \
+        else if (NC == 1) tile64_t(D, 1, K, w, bw, x, y);                                       \
+        else if (NR == 4) tile32_t(D, 1, 4, 4, K, w, bw, x, bx, y, ldy);                         \
+        else tile32_t(D, 1, 1, 4, K, w, bw, x, bx, y, ldy);                                      \
+    }                                                                                           \
+    TILE_WRAP(name, T5, 4)
+
+MAKE_TILE64(t5_q4_0, D_Q4_0)
+MAKE_TILE64(t5_q4_1, D_Q4_1)
+MAKE_TILE64(t5_q5_0, D_Q5_0)
+MAKE_TILE64(t5_q5_1, D_Q5_1)
+MAKE_TILE64(t5_q8_0, D_Q8_0)
+MAKE_TILE64(t5_iq4_nl, D_IQ4)
 
 /* ---- direct tiles for the K-quants (one activation column; prefill uses the packed path) ----
  * Each 32 (or 16) element group: maddubs of unsigned quants with the activations, then an int16

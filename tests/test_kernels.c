@@ -160,11 +160,12 @@ static void test_types(void) {
 /* nbl_matmul: blocking, remainders, threads, bias and ldy against per-element reference dots. */
 static void test_matmul(nbl_threadpool *tp) {
     const uint32_t types[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0, NBL_TYPE_Q4_K, NBL_TYPE_Q6_K, NBL_TYPE_F16, NBL_TYPE_Q5_0};
-    const int64_t shapes[][3] = {{37, 256, 1}, {64, 512, 1}, {33, 256, 7}, {130, 512, 19}};
+    const int64_t shapes[][3] = {{37, 256, 1}, {64, 512, 1}, {33, 256, 7}, {130, 512, 19}, {21, 800, 1}, {11, 800, 5}};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             const uint32_t wt = types[ti];
             const int64_t M = shapes[si][0], K = shapes[si][1], T = shapes[si][2];
+            if (K % nbl_type_traits_get(wt)->blck) continue; /* 800 = 25 blocks of 32: odd pairs */
             const int64_t ldx = K + 3, ldy = M + 5;
             const size_t bw = nbl_row_bytes(wt, K);
             uint8_t *w = malloc(bw * M);
