@@ -49,6 +49,8 @@ struct nbl_vocab {
     uint8_t byte_str_len[256]; /* ... of 1 or 2 bytes */
     int32_t *special;      /* control / user-defined / unknown tokens, longest text first */
     int32_t n_special;
+    int32_t *sp_index;     /* indexes into special[], ordered by the texts' first two bytes */
+    int32_t sp_start[257]; /* sp_index[sp_start[b] .. sp_start[b + 1]) start with byte b */
     int32_t bos, eos, eot, eom, pad, unk;
     int add_bos, add_eos, add_space_prefix, ignore_merges;
     uint32_t max_len; /* longest token text in bytes */
@@ -350,22 +352,43 @@ static nbl_status load_merges(nbl_vocab *v, const nbl_gguf_value *arr, nbl_error
     return NBL_OK;
 }
 
-static int cmp_special(const void *pa, const void *pb, const nbl_vocab *v) {
-    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
-    if (v->tok_len[a] != v->tok_len[b]) return v->tok_len[a] > v->tok_len[b] ? -1 : 1;
-    return a < b ? -1 : a > b;
+typedef struct sp_key {
+    uint32_t key, idx;
+} sp_key;
+
+static int cmp_sp_key(const void *pa, const void *pb) {
+    const sp_key *a = pa, *b = pb;
+    if (a->key != b->key) return a->key < b->key ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-/* qsort has no context argument in C11: sort the short special list by insertion instead. */
-static void sort_special(nbl_vocab *v) {
-    for (int32_t i = 1; i < v->n_special; i++) {
-        int32_t x = v->special[i], j = i;
-        while (j > 0 && cmp_special(&v->special[j - 1], &x, v) > 0) {
-            v->special[j] = v->special[j - 1];
-            j--;
-        }
-        v->special[j] = x;
+/* Orders special[] longest first (ties by id), as the partition wants, and builds the
+ * first-two-bytes index the occurrence scan uses. Some vocabularies have thousands. */
+static nbl_status sort_special(nbl_vocab *v, nbl_error *err) {
+    size_t n = (size_t)v->n_special;
+    sp_key *k = malloc(sizeof *k * (n ? n : 1));
+    v->sp_index = malloc(sizeof *v->sp_index * (n ? n : 1));
+    if (!k || !v->sp_index) {
+        free(k);
+        return nbl_set_err(err, NBL_E_NOMEM, "tokenizer: out of memory");
     }
+    for (size_t i = 0; i < n; i++) k[i] = (sp_key){UINT32_MAX - v->tok_len[v->special[i]], (uint32_t)v->special[i]};
+    qsort(k, n, sizeof *k, cmp_sp_key);
+    for (size_t i = 0; i < n; i++) v->special[i] = (int32_t)k[i].idx;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *t = (const uint8_t *)v->arena + v->tok_off[v->special[i]];
+        /* one-byte texts sort before any second byte */
+        k[i] = (sp_key){(uint32_t)t[0] << 9 | (v->tok_len[v->special[i]] > 1 ? t[1] + 1u : 0u), (uint32_t)i};
+    }
+    qsort(k, n, sizeof *k, cmp_sp_key);
+    memset(v->sp_start, 0, sizeof v->sp_start);
+    for (size_t i = 0; i < n; i++) {
+        v->sp_index[i] = (int32_t)k[i].idx;
+        v->sp_start[(k[i].key >> 9) + 1]++;
+    }
+    for (int b = 0; b < 256; b++) v->sp_start[b + 1] += v->sp_start[b];
+    free(k);
+    return NBL_OK;
 }
 
 static nbl_status finish_specials(nbl_vocab *v, const nbl_gguf *g, nbl_error *err) {
@@ -418,7 +441,8 @@ static nbl_status finish_specials(nbl_vocab *v, const nbl_gguf *g, nbl_error *er
         if ((t == TT_CONTROL || t == TT_USER || t == TT_UNKNOWN) && v->tok_len[i] > 0)
             v->special[v->n_special++] = i;
     }
-    sort_special(v);
+    nbl_status st = sort_special(v, err);
+    if (st) return st;
 
     for (int b = 0; b < 256; b++) {
         int32_t id = -1;
@@ -541,6 +565,7 @@ void nbl_vocab_free(nbl_vocab *v) {
     free(v->texts);
     free(v->merges);
     free(v->special);
+    free(v->sp_index);
     free(v);
 }
 
@@ -1155,16 +1180,17 @@ static nbl_status partition(const nbl_vocab *v, const uint8_t *text, size_t len,
 
     /* One pass over the text finds which special tokens occur at all, so the per-token passes
      * below run only for those (usually none or a handful). */
-    uint8_t first[256] = {0};
     int any = 0;
-    for (int32_t k = 0; k < v->n_special; k++) first[(uint8_t)v->arena[v->tok_off[v->special[k]]]] = 1;
     for (size_t p = 0; p < len; p++) {
-        if (!first[text[p]]) continue;
-        for (int32_t k = 0; k < v->n_special; k++) {
-            int32_t id = v->special[k];
-            const char *t = v->arena + v->tok_off[id];
+        int32_t a = v->sp_start[text[p]], b = v->sp_start[text[p] + 1];
+        uint32_t c2 = p + 1 < len ? text[p + 1] + 1u : 0;
+        for (int32_t j = a; j < b; j++) {
+            int32_t k = v->sp_index[j], id = v->special[k];
+            const uint8_t *t = (const uint8_t *)v->arena + v->tok_off[id];
             size_t tl = v->tok_len[id];
-            if ((uint8_t)t[0] == text[p] && tl <= len - p && !memcmp(t, text + p, tl)) present[k] = any = 1;
+            uint32_t t2 = tl > 1 ? t[1] + 1u : 0;
+            if (t2 > c2) break; /* sorted by second byte: no later entry can match */
+            if ((t2 == 0 || t2 == c2) && tl <= len - p && !memcmp(t, text + p, tl)) present[k] = any = 1;
         }
     }
     for (int32_t k = 0; any && k < v->n_special; k++) {

@@ -532,6 +532,33 @@ static void test_api_edges(void) {
     CHECK(k == 3 && out[0] == 2 && out[1] == 3 && out[2] == 0, "tiny vocab: ab, Ġ, a (got %d)", k);
     nbl_vocab_free(v);
     nbl_gguf_writer_free(w);
+
+    /* Special-token partition: longest first, user-defined always, control only in ranges.
+     * No byte tokens here, so other text yields nothing except "x". */
+    w = nbl_gguf_writer_new();
+    const char *sp[] = {"<a>", "<a><b>", "b>", "x"};
+    const int32_t types[] = {3, 3, 4, 1};
+    nbl_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+    nbl_gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2");
+    nbl_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", sp, 4);
+    nbl_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", NBL_GGUF_INT32, types, 4);
+    nbl_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 1);
+    CHECK(nbl_gguf_writer_write_mem(w, &mem, &size, &err) == NBL_OK, "write gguf");
+    CHECK(nbl_gguf_open_buffer(mem, size, &g, &err) == NBL_OK, "read gguf");
+    CHECK(nbl_vocab_load(g, &v, &err) == NBL_OK, "load: %s", err.msg);
+    nbl_gguf_free(g);
+    free(mem);
+    const char *t = "x<a><b>b>";
+    nbl_range all = {0, 9}, first = {1, 3};
+    k = nbl_vocab_tokenize(v, t, 9, 0, &all, 1, out, 8, &err);
+    CHECK(k == 3 && out[0] == 3 && out[1] == 1 && out[2] == 2, "longest special first (got %d)", k);
+    k = nbl_vocab_tokenize(v, t, 9, 0, NULL, 0, out, 8, &err);
+    CHECK(k == 3 && out[0] == 3 && out[1] == 2 && out[2] == 2, "user-defined without special (got %d)", k);
+    k = nbl_vocab_tokenize(v, t, 9, 0, &first, 1, out, 8, &err);
+    CHECK(k == 4 && out[0] == 3 && out[1] == 0 && out[2] == 2 && out[3] == 2,
+          "control only inside its range (got %d)", k);
+    nbl_vocab_free(v);
+    nbl_gguf_writer_free(w);
 }
 
 int main(void) {
