@@ -5,6 +5,7 @@
 // CPU backend runs in a Web Worker by default (web/worker.js), or in the page.
 
 import { WasmBackend, abortError } from './wasm-backend.js';
+import { mountTasks } from './tasks.js';
 
 export { abortError };
 
@@ -373,6 +374,7 @@ export class Engine {
     this.chat = { completions: { create: (req) => this.createChatCompletion(req) } };
     // Hook for helper tasks (titles, quick replies, ...): modules attach functions here.
     this.tasks = {};
+    mountTasks(this);
   }
 
   /**

@@ -4,12 +4,14 @@
 //                  { type: 'generate', id, messages, params }
 //                  { type: 'tokenize' | 'renderChat', id, text | messages, options }
 //                  { type: 'reset' | 'dispose', id }
+//                  { type: 'task', id, name, args }  a helper task (web/tasks.js)
 //                  { type: 'abort', id }             stops generate request id between tokens
 //   worker → page  { type: 'progress', id, progress }
 //                  { type: 'delta', id, text, token }
 //                  { type: 'result', id, value }  or  { type: 'error', id, error }
 
 import { WasmBackend } from './wasm-backend.js';
+import { runTask } from './tasks.js';
 
 let backend = null;
 const controllers = new Map(); // generate id -> AbortController
@@ -42,6 +44,7 @@ async function handle(msg) {
     case 'tokenize': return need().tokenize(msg.text, msg.options);
     case 'renderChat': return need().renderChat(msg.messages, msg.options);
     case 'reset': return need().reset();
+    case 'task': return runTask(need(), msg.name, msg.args);
     case 'dispose':
       backend?.dispose();
       backend = null;
