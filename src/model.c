@@ -306,12 +306,6 @@ void nbl_model_free(nbl_model *m) {
     free(m);
 }
 
-static int32_t find_token(const nbl_model *m, const char *key) {
-    int64_t v;
-    if (nbl_gguf_get_int(m->gguf, key, &v, NULL) == 1 && v >= 0 && v < INT32_MAX) return (int32_t)v;
-    return -1;
-}
-
 void nbl_model_get_info(const nbl_model *m, nbl_model_info *info) {
     memset(info, 0, sizeof *info);
     const nbl_hparams *hp = &m->hp;
@@ -325,12 +319,17 @@ void nbl_model_get_info(const nbl_model *m, nbl_model_info *info) {
     info->n_head_kv = hp->n_head_kv;
     info->head_dim = hp->head_dim;
     info->n_ff = hp->n_ff;
-    info->bos = find_token(m, "tokenizer.ggml.bos_token_id");
-    info->eos = find_token(m, "tokenizer.ggml.eos_token_id");
-    info->eot = find_token(m, "tokenizer.ggml.eot_token_id");
-    if (info->eot < 0) info->eot = info->eos;
-    bool b = false;
-    info->add_bos = nbl_gguf_get_bool(m->gguf, "tokenizer.ggml.add_bos_token", &b, NULL) == 1 ? b : 0;
+    info->bos = info->eos = info->eot = -1;
+    if (m->vocab) {
+        /* The tokenizer resolves defaults (SentencePiece adds BOS unless told not to, EOT falls
+         * back to the end-of-turn token the vocabulary has). */
+        nbl_vocab_info vi;
+        nbl_vocab_get_info(m->vocab, &vi);
+        info->bos = vi.bos;
+        info->eos = vi.eos;
+        info->eot = vi.eot >= 0 ? vi.eot : vi.eos;
+        info->add_bos = vi.add_bos;
+    }
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const nbl_gguf_tensor *t = &m->gguf->tensors[i];
         info->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);

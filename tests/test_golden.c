@@ -1,5 +1,5 @@
 /* test_golden.c — the engine against llama.cpp's logits for every fixture model
- * (fixtures/golden/*.json). Tolerances are the fixture README's, chosen there so that an
+ * (every JSON file in fixtures/golden). Tolerances are the fixture README's, chosen there so that an
  * independent float64 forward pass passes with margin:
  *   F32/F16: row cosine >= 0.99999, max|d|/std <= 0.01; BF16: 0.9999, 0.05;
  *   quantized: 0.999, 0.15 (llama.cpp rounds activations to 8 bits in its dot products).
