@@ -104,9 +104,10 @@ export class Chat {
       }
     }
     if (!r) return { mode, via: local ? 'local' : 'server' };
-    if (r.route === 'server' && !server) return { mode, route: r.route, scores: r.scores, via: 'local', note: 'no server set up, answered here' };
-    if (r.route !== 'server' && !local) return { mode, route: r.route, scores: r.scores, via: 'server', note: 'chat on this device is off' };
-    return { mode, route: r.route, scores: r.scores, via: r.route === 'server' ? 'server' : 'local' };
+    const base = { mode, route: r.route, scores: r.scores, confidence: r.confidence, unsure: r.unsure };
+    if (r.route === 'server' && !server) return { ...base, via: 'local', note: 'no server set up, answered here' };
+    if (r.route !== 'server' && !local) return { ...base, via: 'server', note: 'chat on this device is off' };
+    return { ...base, via: r.route === 'server' ? 'server' : 'local' };
   }
 
   // ---- sending and generating -------------------------------------------------------------
@@ -133,8 +134,11 @@ export class Chat {
     this.setBusy(true);
     let route;
     try {
-      route = await this.decide(text);
-    } catch (e) {
+      // Stop works while the classifier runs too.
+      const stopped = new Promise((_, reject) => this.controller.signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }));
+      stopped.catch(() => {}); // settles after the race when Stop ends the generation later
+      route = await Promise.race([this.decide(text), stopped]);
+    } catch {
       route = { mode: this.mode.value, via: this.localChat() ? 'local' : 'server' };
     }
     user.routing = route;
@@ -157,9 +161,13 @@ export class Chat {
     body.replaceChildren(text);
     let frame = 0;
     let atEnd = true;
+    let shown = 0; // characters of msg.content already in the text node
     const paint = () => {
       frame = 0;
-      text.data = msg.content;
+      // Appending (rather than setting the whole text) lets the browser keep the shaping of the
+      // text already laid out, so a frame costs the new tokens, not the whole answer.
+      text.appendData(msg.content.slice(shown));
+      shown = msg.content.length;
       if (atEnd) this.scrollToEnd();
     };
     const onDelta = (t) => {
@@ -198,7 +206,7 @@ export class Chat {
     }
     if (finish === 'abort') msg.stopped = true;
     if (finish === 'length') msg.truncated = true;
-    text.data = msg.content;
+    if (shown < msg.content.length) text.appendData(msg.content.slice(shown));
     this.controller = null;
     this.setBusy(false);
     this.convs.touch(conv);
@@ -273,33 +281,36 @@ export class Chat {
         end();
       }
     };
-    if (f.titles && conv.titleSource !== 'local' && local.hasTask('title')) {
-      await run('title', async () => {
-        const title = await local.engine.tasks.title(messages.slice(0, 4), { signal: ctl.signal });
-        if (still() && typeof title === 'string' && title.trim()) this.convs.setTitle(conv, title.trim(), 'local');
-      });
+    try {
+      if (f.titles && conv.titleSource !== 'local' && local.hasTask('title')) {
+        await run('title', async () => {
+          const title = await local.engine.tasks.title(messages.slice(0, 4), { signal: ctl.signal });
+          if (still() && typeof title === 'string' && title.trim()) this.convs.setTitle(conv, title.trim(), 'local');
+        });
+      }
+      if (msg.stopped) return; // the user cut the answer short: no suggestions for it
+      if (f.quickReplies && local.hasTask('quickReplies')) {
+        await run('quickReplies', async () => {
+          const replies = await local.engine.tasks.quickReplies(messages.slice(-6), { n: 3, signal: ctl.signal });
+          if (!still() || !Array.isArray(replies)) return;
+          conv.quickReplies = replies.filter((r) => typeof r === 'string' && r.trim()).map((r) => r.trim()).slice(0, 4);
+          this.convs.touch(conv);
+          if (conv === this.convs.current) this.renderChips(conv);
+        });
+      }
+      if (f.memory && local.hasTask('memory')) {
+        await run('memory', async () => {
+          const existing = this.memory.facts.map((x) => x.fact);
+          const facts = await local.engine.tasks.memory(messages.slice(-4), { existing, signal: ctl.signal });
+          if (still() && Array.isArray(facts)) {
+            const n = this.memory.propose(facts, conv.id);
+            if (n) announce(`${n} new memory suggestion${n > 1 ? 's' : ''} to review.`);
+          }
+        });
+      }
+    } finally {
+      if (this.tasksController === ctl) this.tasksController = null;
     }
-    if (msg.stopped) return; // the user cut the answer short: no suggestions for it
-    if (f.quickReplies && local.hasTask('quickReplies')) {
-      await run('quickReplies', async () => {
-        const replies = await local.engine.tasks.quickReplies(messages.slice(-6), { n: 3, signal: ctl.signal });
-        if (!still() || !Array.isArray(replies)) return;
-        conv.quickReplies = replies.filter((r) => typeof r === 'string' && r.trim()).map((r) => r.trim()).slice(0, 4);
-        this.convs.touch(conv);
-        if (conv === this.convs.current) this.renderChips(conv);
-      });
-    }
-    if (f.memory && local.hasTask('memory')) {
-      await run('memory', async () => {
-        const existing = this.memory.facts.map((x) => x.fact);
-        const facts = await local.engine.tasks.memory(messages.slice(-4), { existing, signal: ctl.signal });
-        if (still() && Array.isArray(facts)) {
-          const n = this.memory.propose(facts, conv.id);
-          if (n) announce(`${n} new memory suggestion${n > 1 ? 's' : ''} to review.`);
-        }
-      });
-    }
-    if (this.tasksController === ctl) this.tasksController = null;
   }
 
   // ---- rendering --------------------------------------------------------------------------

@@ -11,7 +11,9 @@ export class Installer extends Emitter {
   constructor(entry, storeOptions = {}) {
     super();
     this.entry = entry;
+    this.storeOptions = storeOptions;
     this.store = createStore(storeOptions);
+    this.useWorker = typeof Worker === 'function' && !storeOptions.fetch && typeof storeOptions.backend !== 'object';
     this.state = { phase: 'checking' };
     this.controller = null;
     this.job = null;
@@ -83,15 +85,18 @@ export class Installer extends Emitter {
       const start = await this.storedBytes();
       this.set({ phase: 'downloading', bytes: start, total: this.entry.size, rate: 0, eta: null, resumed: resumed || start > 0, startBytes: start });
       try {
-        const r = await this.store.install(this.entry, {
+        if (start === 0) this.askPersistence();
+        const r = await (this.useWorker ? this.installInWorker.bind(this) : this.store.install.bind(this.store))(this.entry, {
           signal: this.controller.signal,
           onProgress: (p) => {
             if (this.state.phase !== 'downloading' && this.state.phase !== 'verifying') return;
             this.set({ ...this.state, phase: p.phase === 'verify' ? 'verifying' : 'downloading', bytes: p.bytes, total: p.total ?? this.entry.size, rate: p.rate, eta: p.eta });
           },
         });
-        this.record = { id, intent: 'installed', at: Date.now(), size: r.size, persisted: r.persisted, verified: r.verified };
-        this.set({ phase: 'installed', size: r.size, persisted: r.persisted, verified: r.verified, fresh: true });
+        let persisted = r.persisted;
+        try { persisted = (await navigator.storage?.persisted?.()) ?? persisted; } catch { /* unknown */ }
+        this.record = { id, intent: 'installed', at: Date.now(), size: r.size, persisted, verified: r.verified };
+        this.set({ phase: 'installed', size: r.size, persisted, verified: r.verified, fresh: true });
         announce('The model is installed.');
         this.emit('installed', r);
       } catch (e) {
@@ -113,6 +118,35 @@ export class Installer extends Emitter {
       }
     })();
     return this.job;
+  }
+
+  /** store.install, run in a worker (install-worker.js) so hashing never blocks the page. */
+  installInWorker(entry, { signal, onProgress }) {
+    return new Promise((resolve, reject) => {
+      const w = new Worker(new URL('./install-worker.js', import.meta.url), { type: 'module', name: 'nbl-install' });
+      const end = () => { w.terminate(); signal.removeEventListener('abort', onAbort); };
+      const onAbort = () => w.postMessage({ type: 'abort', reason: String(signal.reason ?? 'abort') });
+      signal.addEventListener('abort', onAbort);
+      w.onmessage = ({ data }) => {
+        if (data.type === 'progress') onProgress(data.progress);
+        else if (data.type === 'done') { end(); resolve(data.result); }
+        else if (data.type === 'error') { end(); reject(Object.assign(new Error(data.error.message), data.error)); }
+      };
+      w.onerror = (e) => {
+        e.preventDefault?.();
+        end();
+        reject(new Error(`the download worker failed: ${e.message || 'could not start'}`));
+      };
+      w.postMessage({ type: 'install', entry, storeOptions: this.storeOptions });
+      if (signal.aborted) onAbort();
+    });
+  }
+
+  /** Asks the browser to keep the model when space runs low (only a page may ask, not a worker). */
+  async askPersistence() {
+    try {
+      if (!(await navigator.storage?.persisted?.())) await navigator.storage?.persist?.();
+    } catch { /* the browser decides; eviction is detected either way */ }
   }
 
   async pause() {
@@ -184,6 +218,7 @@ export function bindInstallCard(root, installer, { capability }) {
     const moving = s.phase === 'downloading' || s.phase === 'verifying' || s.phase === 'paused';
     progress.hidden = !moving;
     stats.hidden = !moving;
+    if (!moving) stats.textContent = '';
     if (moving) {
       progress.max = s.total || 1;
       progress.value = Math.min(s.bytes, s.total || s.bytes);

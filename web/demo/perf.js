@@ -16,9 +16,26 @@ try {
   supported = true;
 } catch { /* Safari and Firefox have no longtask entries */ }
 
+// Long animation frames (Chromium) say where a slow frame went: scripts, style and layout, paint.
+const frames = [];
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      frames.push({
+        start: e.startTime, duration: e.duration, blocking: e.blockingDuration,
+        render: e.renderStart ? e.startTime + e.duration - e.renderStart : 0,
+        layout: e.styleAndLayoutStart ? e.startTime + e.duration - e.styleAndLayoutStart : 0,
+        scripts: e.scripts.map((x) => ({ src: x.sourceURL, fn: x.sourceFunctionName, invoker: x.invoker, duration: x.duration })),
+      });
+      if (frames.length > 200) frames.shift();
+    }
+  }).observe({ type: 'long-animation-frame', buffered: true });
+} catch { /* not Chromium */ }
+
 export const perf = {
   get supported() { return supported; },
   tasks,
+  frames,
   spans,
   mark(name) { marks.set(name, performance.now()); },
   /** Opens a span of `kind`; call the returned function when it ends. */

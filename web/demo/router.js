@@ -13,7 +13,8 @@ export async function classify(engine, text, config) {
   const routes = config.routes.map((r) => ({ id: r.id, description: r.description, examples: r.examples }));
   const r = await engine.tasks.route(text, { routes, threshold: config.routeThreshold, fallback: config.routeFallback });
   const route = r?.route ?? config.routeFallback;
-  return { route, scores: r?.scores ?? null, label: labelOf(config, route) };
+  const confidence = typeof r?.confidence === 'number' ? r.confidence : Array.isArray(r?.scores) ? Math.max(...r.scores) : null;
+  return { route, scores: r?.scores ?? null, confidence, unsure: !!r?.fallback, label: labelOf(config, route) };
 }
 
 export function labelOf(config, route) {
@@ -22,16 +23,18 @@ export function labelOf(config, route) {
 
 /**
  * The badge under a user message: how it was routed and where it was answered.
- * info: { mode: 'auto' | 'local' | 'server', route?, scores?, via: 'local' | 'server', note? }
+ * info: { mode: 'auto' | 'local' | 'server', route?, confidence?, unsure?, via: 'local' | 'server', note? }
  */
 export function routeBadge(config, info) {
   if (!info) return null;
   const where = info.via === 'server' ? 'Server' : 'On device';
   let text, title;
   if (info.mode === 'auto' && info.route) {
-    const top = Array.isArray(info.scores) ? Math.max(...info.scores) : null;
+    const sure = info.confidence != null ? ` (${Math.round(info.confidence * 100)}% sure)` : '';
     text = `Auto → ${labelOf(config, info.route)}`;
-    title = `The local classifier chose “${labelOf(config, info.route)}”${top != null ? ` (${Math.round(top * 100)}% sure)` : ''}. Answered: ${where.toLowerCase()}.`;
+    title = info.unsure
+      ? `The local classifier was unsure${sure}, so Auto used the default, “${labelOf(config, info.route)}”. Answered: ${where.toLowerCase()}.`
+      : `The local classifier chose “${labelOf(config, info.route)}”${sure}. Answered: ${where.toLowerCase()}.`;
   } else if (info.mode === 'auto') {
     text = `Auto → ${where}`;
     title = 'Routing on this device is off or unavailable, so Auto used the default.';

@@ -8,7 +8,7 @@ const CACHE = 'nbl-demo-v1';
 const HERE = new URL('./', self.location.href);
 const SHELL = [
   './', 'index.html', 'styles.css', 'app.js', 'config.js', 'util.js', 'perf.js', 'capability.js', 'install.js',
-  'settings.js', 'conversations.js', 'memory.js', 'router.js', 'remote.js', 'local.js', 'chat.js', 'engine-worker.js',
+  'install-worker.js', 'settings.js', 'conversations.js', 'memory.js', 'router.js', 'remote.js', 'local.js', 'chat.js', 'engine-worker.js',
   '../engine.js', '../worker.js', '../wasm-backend.js', '../core.js', '../store.js', '../catalog.js', '../sha256.js',
   '../models.json', '../tasks.js', '../gpu.js', '../gpu-backend.js',
   '../dist/nbl-st.mjs', '../dist/nbl-st.wasm', '../dist/nbl-mt.mjs', '../dist/nbl-mt.wasm', '../dist/nbl-mt.worker.js',
