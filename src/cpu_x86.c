@@ -644,9 +644,100 @@ MAKE_TILEK(t2_q5_K, KQ5, T2, 0)
 MAKE_TILEK(t2_q6_K, KQ6, T2, 0)
 MAKE_TILEK(t5_q2_K, KQ2, T5, 1)
 MAKE_TILEK(t5_q3_K, KQ3, T5, 1)
-MAKE_TILEK(t5_q4_K, KQ4, T5, 1)
-MAKE_TILEK(t5_q5_K, KQ5, T5, 1)
-MAKE_TILEK(t5_q6_K, KQ6, T5, 1)
+
+/* Q4_K, Q5_K, Q6_K decode at 512 bits: 64 quants per vector in the activations' natural order
+ * (a pair of 32-element sub-blocks for Q4_K/Q5_K, a 64-element slice of a Q6_K half), with the
+ * sub-block scales spread over the vector's 128-bit lanes by one word permute. */
+T5 AI void tilek512_t(const int Q, const int NR, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, float *y) {
+    const int64_t nsb = K / 256;
+    const xrow xr = xrow_qk(x, K);
+    const size_t sbb = (size_t)(bw / (size_t)nsb), pfo = prefetch_off(NR, bw);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    __m512 acc[4];
+    float accm[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps(), accm[r] = 0.0f;
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const int8_t *q8 = xr.qs + 256 * sb;
+        const float dx = xr.d[sb];
+        __m512i xv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) xv[j] = _mm512_loadu_si512((const void *)(q8 + 64 * j));
+        const __m256i bs16 = _mm256_loadu_si256((const __m256i *)(xr.bsums + 16 * sb));
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *rowp = w + (size_t)r * bw;
+            for (size_t o = 0; o < sbb; o += 64) _mm_prefetch((const char *)rowp + (size_t)sb * sbb + pfo + o, _MM_HINT_T0);
+            __m512i isum = _mm512_setzero_si512();
+            float dall;
+            if (Q == KQ6) {
+                const nbl_block_q6_K *b = (const nbl_block_q6_K *)rowp + sb;
+                dall = h2f(b->d) * dx;
+                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+                const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs16), 5); /* 32 * sum sc*bsum */
+                isum = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), corr));
+                const __m512i scz = _mm512_castsi256_si512(sc16);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const __m512i L = _mm512_loadu_si512((const void *)(b->ql + 64 * h));
+                    const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+                    const __m512i Hz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+                    const __m512i u01 = _mm512_or_si512(_mm512_and_si512(L, m4), _mm512_slli_epi16(_mm512_and_si512(Hz, m2), 4));
+                    const __m512i u23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(Hz, 4), m2), 4));
+                    const __m512i i01 = _mm512_add_epi16(_mm512_set1_epi16((short)(8 * h)), _mm512_set_epi64(
+                        0x0003000300030003, 0x0003000300030003, 0x0002000200020002, 0x0002000200020002,
+                        0x0001000100010001, 0x0001000100010001, 0, 0));
+                    const __m512i i23 = _mm512_add_epi16(i01, _mm512_set1_epi16(4));
+                    isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u01, xv[2 * h]), _mm512_permutexvar_epi16(i01, scz));
+                    isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u23, xv[2 * h + 1]), _mm512_permutexvar_epi16(i23, scz));
+                }
+            } else {
+                const nbl_block_q4_K *b4 = (const nbl_block_q4_K *)rowp + sb;
+                const nbl_block_q5_K *b5 = (const nbl_block_q5_K *)rowp + sb;
+                const uint8_t *qs = Q == KQ4 ? b4->qs : b5->qs;
+                dall = h2f(Q == KQ4 ? b4->d : b5->d) * dx;
+                const float dmin = h2f(Q == KQ4 ? b4->dmin : b5->dmin) * dx;
+                uint8_t smn[16];
+                unpack_k4(Q == KQ4 ? b4->scales : b5->scales, smn);
+                const __m256i mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(smn + 8)));
+                const __m256i qsum = _mm256_loadu_si256((const __m256i *)(xr.nsum32 + 8 * sb));
+                accm[r] += dmin * (float)hsum_epi32(_mm256_mullo_epi32(mins, qsum)) * (1.0f / 128.0f);
+                const __m512i scz = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)smn)));
+                const __m512i hb = Q == KQ5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b5->qh)) : _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * j)));
+                    z = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, z, _mm512_srli_epi16(z, 4)), m4);
+                    if (Q == KQ5) { /* bit 2j (low half) / 2j+1 (high half) of qh */
+                        const __m512i hs = _mm512_mask_blend_epi64(0xF0, _mm512_srli_epi16(hb, 2 * j), _mm512_srli_epi16(hb, 2 * j + 1));
+                        z = _mm512_or_si512(z, _mm512_slli_epi16(_mm512_and_si512(hs, _mm512_set1_epi8(1)), 4));
+                    }
+                    const __m512i idx = _mm512_set_epi64(2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j, 2 * j, 2 * j, 2 * j);
+                    /* every word of a qword lane takes the same scale: qword index k -> words 4k.. */
+                    const __m512i widx = _mm512_or_si512(_mm512_slli_epi64(idx, 48), _mm512_or_si512(_mm512_slli_epi64(idx, 32),
+                                                          _mm512_or_si512(_mm512_slli_epi64(idx, 16), idx)));
+                    isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(z, xv[j]), _mm512_permutexvar_epi16(widx, scz));
+                }
+            }
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dall), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) y[r] = _mm512_reduce_add_ps(acc[r]) + accm[r];
+}
+
+#define MAKE_TILEK512(name, Q)                                                                  \
+    T5 static void name##_k(const int NR, const int NC, int64_t K, const uint8_t *w, size_t bw,  \
+                            const uint8_t *x, size_t bx, float *y, int64_t ldy) {               \
+        (void)NC, (void)bx, (void)ldy;                                                          \
+        if (NR == 4) tilek512_t(Q, 4, K, w, bw, x, y);                                          \
+        else tilek512_t(Q, 1, K, w, bw, x, y);                                                  \
+    }                                                                                           \
+    TILE_WRAP(name, T5, 1)
+MAKE_TILEK512(t5_q4_K, KQ4)
+MAKE_TILEK512(t5_q5_K, KQ5)
+MAKE_TILEK512(t5_q6_K, KQ6)
 
 /* ---- float weights (activations already rounded to the weight's precision, stored as f32) --- */
 
