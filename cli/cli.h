@@ -19,4 +19,10 @@ int cli_float(const char *s, double *out);
 /* Writes token bytes to out with escapes for control characters and quotes. */
 void cli_print_escaped(FILE *out, const char *s, size_t n);
 
+/* Constrained output for `nbl run` (cmd_tasks.c): the grammar of --json, --json-schema FILE or
+ * --choice a,b,c (NULL with a message on stderr), and the generation under it. */
+nbl_grammar *cli_run_grammar(int json_object, const char *schema_path, const char *choices);
+int cli_run_constrained(nbl_session *s, const int32_t *toks, int32_t n_toks, const nbl_grammar *g,
+                        const nbl_sampler_params *sp, int64_t n_gen, int ids);
+
 #endif

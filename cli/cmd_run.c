@@ -8,7 +8,8 @@
 static const char USAGE[] =
     "usage: nbl run -m MODEL (--tokens 1,2,3 | -p TEXT) [-n N] [--temp T] [--top-k K] [--top-p P]\n"
     "               [--min-p P] [--repeat-penalty R] [--seed S] [-c CTX] [-t THREADS]\n"
-    "               [--ids] [--logits-out FILE] [--no-special] [--ignore-eos]";
+    "               [--ids] [--logits-out FILE] [--no-special] [--ignore-eos]\n"
+    "               [--json | --json-schema FILE | --choice a,b,c]  (constrained output; -n 0 = no limit)";
 
 static int parse_tokens(const char *s, int32_t **out, int32_t *n) {
     int32_t cap = 16, k = 0;
@@ -44,6 +45,9 @@ static int parse_tokens(const char *s, int32_t **out, int32_t *n) {
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *tokens_arg = NULL, *prompt = NULL, *logits_out = NULL;
+    const char *json_schema = NULL, *choice = NULL;
+    int json_object = 0;
+    nbl_grammar *gram = NULL;
     int64_t n_gen = 32, n_ctx = 0, n_threads = 0, v;
     int ids = 0, special = 1, ignore_eos = 0;
     nbl_sampler_params sp;
@@ -67,6 +71,9 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--logits-out") && next) logits_out = argv[++i];
         else if (!strcmp(a, "--no-special")) special = 0;
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
+        else if (!strcmp(a, "--json")) json_object = 1;
+        else if (!strcmp(a, "--json-schema") && next) json_schema = argv[++i];
+        else if (!strcmp(a, "--choice") && next) choice = argv[++i];
         else return cli_fail("run", "bad argument '%s'\n%s", a, USAGE);
     }
     if (!model_path || (!tokens_arg == !prompt)) return cli_fail("run", "%s", USAGE);
@@ -107,6 +114,14 @@ int cmd_run(int argc, char **argv) {
     so.n_threads = (int32_t)n_threads;
     if (nbl_session_new(m, &so, &s, &err)) {
         fprintf(stderr, "nbl run: %s\n", err.msg);
+        goto out;
+    }
+    if (json_object || json_schema || choice) {
+        if (logits_out || json_object + !!json_schema + !!choice > 1) {
+            rc = cli_fail("run", "use one of --json, --json-schema, --choice, without --logits-out");
+        } else if ((gram = cli_run_grammar(json_object, json_schema, choice))) {
+            rc = cli_run_constrained(s, toks, n_toks, gram, &sp, n_gen, ids);
+        }
         goto out;
     }
     if (logits_out && !(lf = fopen(logits_out, "wb"))) {
@@ -158,6 +173,7 @@ out:
         rc = 2;
     }
     nbl_detok_free(dt);
+    nbl_grammar_free(gram);
     free(toks);
     nbl_session_free(s);
     nbl_model_free(m);

@@ -12,3 +12,8 @@ NBL_CMD(perplexity, cmd_perplexity, "quality: nbl perplexity -m MODEL -f TEXT [-
 NBL_CMD(gpu_plan, cmd_gpu_plan, "write a model's WebGPU plan as JSON for web/gpu.js: nbl gpu_plan -m MODEL [-o OUT.json]")
 NBL_CMD(bench, cmd_bench, "speed like llama-bench: nbl bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r REPS]")
 NBL_CMD(tokenize, cmd_tokenize, "show token ids and pieces: nbl tokenize -m MODEL [--special] [--ids] (TEXT | --stdin)")
+NBL_CMD(title, cmd_title, "a conversation title (helper task): nbl title -m MODEL --messages FILE.json [--words N]")
+NBL_CMD(replies, cmd_replies, "quick replies as a JSON array: nbl replies -m MODEL --messages FILE.json [-n N]")
+NBL_CMD(memory, cmd_memory, "facts worth remembering as JSON: nbl memory -m MODEL --messages FILE.json [--existing FILE.json]")
+NBL_CMD(route, cmd_route, "classify a request among routes: nbl route -m MODEL --routes FILE.json MESSAGE")
+NBL_CMD(task_eval, cmd_task_eval, "helper-task quality and latency on a labelled set: nbl task_eval -m MODEL DATA.jsonl")

@@ -464,5 +464,10 @@ nbl_status nbl_grammar_from_response_format(const char *json, size_t len, nbl_gr
 
 #ifdef __cplusplus
 }
+/* Token counts of the last task call: prompt_tokens (the rendered few-shot prompt),
+ * cached_tokens (of those, reused from the task session), completion_tokens (generated, or for
+ * routing the label tokens evaluated). Zero before the first call. */
+void nbl_tasks_last_usage(const nbl_tasks *t, nbl_usage *u);
+
 #endif
 #endif

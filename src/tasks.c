@@ -38,7 +38,7 @@ typedef struct tok_table {
     char *bytes;
     uint8_t *bad;       /* [n]: 1 when the token can never be in a title */
     struct tprof *prof; /* [n]: the title automaton's summary of each token */
-    uint32_t *closers;  /* bitset: tokens made only of '"', ']' and '}' */
+    uint32_t *closers;  /* bitsets: [0] tokens of only ']' and '}'; [1] '"' then only those */
     int32_t *eog;
     int32_t n_eog;
 } tok_table;
@@ -56,7 +56,13 @@ struct nbl_tasks {
     float *row;        /* [n_vocab]: saved prompt logits for routing */
     nbl_grammar *g_replies, *g_memory;
     int32_t g_replies_n, g_memory_n;
+    nbl_usage usage; /* of the last call */
 };
+
+void nbl_tasks_last_usage(const nbl_tasks *t, nbl_usage *u) {
+    if (t) *u = t->usage;
+    else memset(u, 0, sizeof *u);
+}
 
 /* ---- small text buffer ----------------------------------------------------------------------- */
 
@@ -209,7 +215,7 @@ void nbl_route_opts_init(nbl_route_opts *o) { memset(o, 0, sizeof *o); }
 
 static int is_closer_text(const char *s, uint32_t n) {
     for (uint32_t i = 0; i < n; i++)
-        if (s[i] != '"' && s[i] != ']' && s[i] != '}') return 0;
+        if (s[i] != ']' && s[i] != '}') return 0;
     return n > 0;
 }
 
@@ -245,7 +251,7 @@ static nbl_status table_build(nbl_tasks *t, nbl_error *err) {
     tt->prof = calloc((size_t)n, sizeof *tt->prof);
     tt->eog = malloc((size_t)n * sizeof *tt->eog);
     t->n_words = (n + 31) / 32;
-    tt->closers = calloc((size_t)t->n_words, sizeof *tt->closers);
+    tt->closers = calloc((size_t)t->n_words * 2, sizeof *tt->closers);
     t->bits = malloc((size_t)t->n_words * sizeof *t->bits);
     t->bits2 = malloc((size_t)t->n_words * sizeof *t->bits2);
     t->row = malloc((size_t)n * sizeof *t->row);
@@ -272,6 +278,8 @@ static nbl_status table_build(nbl_tasks *t, nbl_error *err) {
                 tt->bad[i] = (uint8_t)bad;
                 if (!bad) title_profile(tmp, l, &tt->prof[i]);
                 if (is_closer_text(tmp, (uint32_t)l)) tt->closers[i / 32] |= 1u << (i % 32);
+                if (l > 0 && tmp[0] == '"' && (l == 1 || is_closer_text(tmp + 1, (uint32_t)l - 1)))
+                    tt->closers[t->n_words + i / 32] |= 1u << (i % 32);
             }
             total += (size_t)l;
         }
@@ -345,11 +353,14 @@ static nbl_status task_session(nbl_tasks *t, int kind, nbl_session **out, nbl_er
 
 /* Evaluates prompt in s, reusing the longest cached prefix (at least one token is evaluated, so
  * the last row's logits are fresh). */
-static nbl_status prefill(nbl_session *s, const int32_t *toks, int32_t n, nbl_error *err) {
+static nbl_status prefill(nbl_tasks *t, nbl_session *s, const int32_t *toks, int32_t n, nbl_error *err) {
     const int32_t *cached = nbl_session_tokens(s);
     int32_t keep = 0, pos = nbl_session_pos(s);
     while (keep < pos && keep < n - 1 && cached[keep] == toks[keep]) keep++;
     nbl_session_truncate(s, keep);
+    memset(&t->usage, 0, sizeof t->usage);
+    t->usage.prompt_tokens = n;
+    t->usage.cached_tokens = keep;
     return nbl_session_eval(s, toks + keep, n - keep, 0, err);
 }
 
@@ -617,22 +628,26 @@ static nbl_status generate(nbl_tasks *t, nbl_session *s, const int32_t *prompt, 
         return nbl_set_err(err, NBL_E_CONTEXT,
                            "tasks: the prompt (%d tokens) leaves too little of the %d-token context",
                            n_prompt, n_ctx);
-    nbl_status st = prefill(s, prompt, n_prompt, err);
+    nbl_status st = prefill(t, s, prompt, n_prompt, err);
     if (st) return st;
     nbl_rng rng;
     nbl_rng_seed(&rng, p->sampler.seed);
     sbuf text = {0};
     sb_put(&text, "", 0);
+    int in_str = 0, esc = 0; /* JSON lexical state of the text so far */
     for (int32_t i = 0;; i++) {
         const float *logits = nbl_session_logits(s, -1);
         int32_t count;
         if (c->gm) {
             count = nbl_grammar_matcher_mask(c->gm, t->bits);
-            if (i >= budget) {
-                /* Closing pressure: take a closing token whenever the grammar allows one. */
+            if (i >= budget && !esc) {
+                /* Closing pressure: take a token that ends the open string, or closes arrays and
+                 * objects, whenever the grammar allows one (a quote outside a string would open a
+                 * new one, and ']' or '}' inside one is only text). */
+                const uint32_t *cl = t->tt.closers + (in_str ? t->n_words : 0);
                 int any = 0;
                 for (int32_t w = 0; w < t->n_words; w++) {
-                    t->bits2[w] = t->bits[w] & t->tt.closers[w];
+                    t->bits2[w] = t->bits[w] & cl[w];
                     any |= t->bits2[w] != 0;
                 }
                 if (nbl_grammar_matcher_can_end(c->gm))
@@ -663,6 +678,13 @@ static nbl_status generate(nbl_tasks *t, nbl_session *s, const int32_t *prompt, 
             return nbl_set_err(err, NBL_E_STATE, "tasks: title automaton refused its own token");
         }
         sb_put(&text, tt->bytes + tt->off[tok], tt->off[tok + 1] - tt->off[tok]);
+        t->usage.completion_tokens++;
+        for (uint32_t k = tt->off[tok]; k < tt->off[tok + 1]; k++) {
+            char b = tt->bytes[k];
+            if (esc) esc = 0;
+            else if (in_str && b == '\\') esc = 1;
+            else if (b == '"') in_str = !in_str;
+        }
         int finished = c->gm ? nbl_grammar_matcher_done(c->gm) : title_full(&c->ts, c->max_words) || i + 1 >= budget;
         if (finished) break;
         if (nbl_session_pos(s) >= n_ctx) {
@@ -1288,7 +1310,7 @@ nbl_status nbl_task_route(nbl_tasks *t, const char *message, const nbl_route *ro
     if (!st && n_prompt + max_label > nbl_session_n_ctx(s))
         st = nbl_set_err(err, NBL_E_CONTEXT, "route: the prompt (%d tokens) and labels do not fit the %d-token context",
                          n_prompt, nbl_session_n_ctx(s));
-    if (!st) st = prefill(s, prompt, n_prompt, err);
+    if (!st) st = prefill(t, s, prompt, n_prompt, err);
     const int32_t V = t->tt.n;
     if (!st) {
         memcpy(t->row, nbl_session_logits(s, -1), sizeof *t->row * (size_t)V);
@@ -1307,6 +1329,7 @@ nbl_status nbl_task_route(nbl_tasks *t, const char *message, const nbl_route *ro
             }
             ll[i] = sum;
             meas[i] = o->per_token ? sum / n : sum;
+            t->usage.completion_tokens += n - 1;
         }
     }
     if (!st) {

@@ -305,6 +305,8 @@ static void test_task_outputs(nbl_tasks *t) {
     nbl_json *rs = nbl_json_parse(REPLY_SCHEMA, strlen(REPLY_SCHEMA), &e), *ms = nbl_json_parse(MEM_SCHEMA, strlen(MEM_SCHEMA), &e);
     int ok_title = 0, ok_replies = 0, ok_memory = 0, nonempty_mem = 0;
     double t_title = 0, t_replies = 0, t_memory = 0;
+    long tok[3] = {0, 0, 0};
+    nbl_usage u;
     char why[160];
     for (int run = 0; run < g_runs; run++) {
         /* Inputs change in blocks of runs, as in real use, so cached prompt prefixes are reused. */
@@ -322,6 +324,8 @@ static void test_task_outputs(nbl_tasks *t) {
         double t0 = now_s();
         nbl_status st = nbl_task_title(t, conv, 4, max_words, &p, &out, &e);
         t_title += now_s() - t0;
+        nbl_tasks_last_usage(t, &u);
+        tok[0] += u.completion_tokens;
         if (st) CHECK(0, "title run %d: %s", run, e.msg);
         else if (!title_ok(out, max_words, why, sizeof why)) CHECK(0, "title run %d [%s]: %s", run, out, why);
         else ok_title++;
@@ -332,6 +336,8 @@ static void test_task_outputs(nbl_tasks *t) {
         t0 = now_s();
         st = nbl_task_quick_replies(t, conv, 4, n, &p, &out, &e);
         t_replies += now_s() - t0;
+        nbl_tasks_last_usage(t, &u);
+        tok[1] += u.completion_tokens;
         if (st) {
             CHECK(0, "replies run %d: %s", run, e.msg);
         } else {
@@ -361,6 +367,8 @@ static void test_task_outputs(nbl_tasks *t) {
         t0 = now_s();
         st = nbl_task_memory(t, conv, 4, existing, &p, &out, &e);
         t_memory += now_s() - t0;
+        nbl_tasks_last_usage(t, &u);
+        tok[2] += u.completion_tokens;
         if (st) {
             CHECK(0, "memory run %d: %s", run, e.msg);
         } else {
@@ -397,8 +405,9 @@ static void test_task_outputs(nbl_tasks *t) {
     CHECK(ok_memory == g_runs, "memory facts valid in %d of %d runs", ok_memory, g_runs);
     /* Random weights rarely choose "]" at once: facts must actually be generated and checked. */
     CHECK(nonempty_mem > g_runs / 4, "only %d of %d memory runs produced facts", nonempty_mem, g_runs);
-    printf("tasks: %d runs each; title %.1f ms, replies %.1f ms, memory %.1f ms per run\n", g_runs,
-           1e3 * t_title / g_runs, 1e3 * t_replies / g_runs, 1e3 * t_memory / g_runs);
+    printf("tasks: %d runs each; title %.1f ms (%.1f tokens), replies %.1f ms (%.1f), memory %.1f ms (%.1f) per run\n",
+           g_runs, 1e3 * t_title / g_runs, (double)tok[0] / g_runs, 1e3 * t_replies / g_runs, (double)tok[1] / g_runs,
+           1e3 * t_memory / g_runs, (double)tok[2] / g_runs);
     nbl_json_free(rs);
     nbl_json_free(ms);
 }
