@@ -5,7 +5,7 @@
 import { perf } from './perf.js'; // first, so that long tasks during start-up are seen too
 import { loadConfig } from './config.js';
 import { assertCatalog, findModel } from '../catalog.js';
-import { checkCapabilities } from './capability.js';
+import { checkCapabilities, SUMMARIES } from './capability.js';
 import { Installer, bindInstallCard, bindModelStorage } from './install.js';
 import { Settings, featureToggles, bindSettingsDialog } from './settings.js';
 import { Conversations, bindConversationList } from './conversations.js';
@@ -216,7 +216,18 @@ async function main() {
   installer.on('removed', drop);
   installer.on('evicted', drop);
   local.on('state', renderStatus);
-  settings.on('change', () => { updateServerChoice(); renderStatus(); show(); ensureLoaded(); });
+  settings.on('change', () => {
+    if (!canRun) {
+      // Setting up (or removing) a server changes what a device that cannot run the model offers.
+      capability.verdict = settings.endpointOn ? 'server' : 'none';
+      capability.summary = SUMMARIES[capability.verdict];
+      renderCapability($('#capability'), capability, entry);
+    }
+    updateServerChoice();
+    renderStatus();
+    show();
+    ensureLoaded();
+  });
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') installer.verifyStillInstalled();
   });

@@ -48,6 +48,13 @@ async function checkStorage(needBytes) {
   }
 }
 
+export const SUMMARIES = Object.freeze({
+  gpu: 'Runs on your GPU.',
+  cpu: 'Runs on your CPU, slower.',
+  server: 'This device cannot run it: using the server model.',
+  none: 'This device cannot run it, and no server model is set up.',
+});
+
 /**
  * Runs every check. needBytes: what the install still has to store. endpoint: whether a server
  * model is configured. Resolves to { gpu, wasm, threads, cores, storage, verdict, summary, notes }
@@ -68,12 +75,7 @@ export async function checkCapabilities({ needBytes = null, endpoint = false } =
     notes.push(`Not enough storage: the model needs ${formatBytes(needBytes)}, this site may use ${formatBytes(storage.available)} more.`);
     verdict = endpoint ? 'server' : 'none';
   }
-  const summary = {
-    gpu: 'Runs on your GPU.',
-    cpu: 'Runs on your CPU, slower.',
-    server: 'This device cannot run it: using the server model.',
-    none: 'This device cannot run it, and no server model is set up.',
-  }[verdict];
+  const summary = SUMMARIES[verdict];
   if (verdict === 'gpu' && !gpu.f16) notes.push('Your GPU lacks 16-bit shaders (shader-f16): it runs in 32-bit, a little slower.');
   if (verdict === 'cpu' && gpu.why) notes.push(`No GPU: ${gpu.why}.`);
   if ((verdict === 'cpu' || verdict === 'gpu') && !threads) {

@@ -39,7 +39,11 @@ export class Chat {
         this.send(this.input.value);
       }
     });
-    this.input.addEventListener('input', () => this.autosize());
+    this.input.addEventListener('input', () => {
+      this.autosize();
+      // Someone typing their next message wants the model free: helper tasks not started yet wait.
+      this.tasksController?.abort();
+    });
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape' && this.controller && !document.querySelector('dialog[open]')) {
         e.preventDefault();
@@ -128,7 +132,7 @@ export class Chat {
     conv.messages.push(user);
     if (conv.titleSource === 'none') { conv.title = draftTitle(text); conv.titleSource = 'draft'; }
     this.convs.touch(conv);
-    this.render();
+    this.appendView(user);
     this.controller = new AbortController();
     this.updateComposer();
     this.setBusy(true);
@@ -153,9 +157,7 @@ export class Chat {
     this.setBusy(true);
     const msg = { id: crypto.randomUUID?.() ?? String(Math.random()), role: 'assistant', content: '', via: route.via };
     conv.messages.push(msg);
-    const view = this.messageView(msg, true);
-    this.list.append(view);
-    this.scrollToEnd(true);
+    const view = this.appendView(msg, true);
     const body = $('.content', view);
     const text = document.createTextNode('');
     body.replaceChildren(text);
@@ -210,7 +212,7 @@ export class Chat {
     this.controller = null;
     this.setBusy(false);
     this.convs.touch(conv);
-    this.render(); // the finished message gets its actions; earlier ones lose Regenerate
+    this.finishView(view, msg);
     announce(msg.error ? `The answer failed: ${msg.error}` : msg.stopped ? 'Stopped.' : 'Answer complete.');
     if (!msg.error) this.afterAnswer(conv, msg);
   }
@@ -241,7 +243,7 @@ export class Chat {
     if (last?.role !== 'assistant') return;
     conv.messages.pop();
     conv.quickReplies = [];
-    this.render();
+    this.list.querySelector(`[data-id="${CSS.escape(last.id)}"]`)?.remove();
     const user = [...conv.messages].reverse().find((m) => m.role === 'user');
     const prev = user?.routing ?? { mode: 'auto', via: this.localChat() ? 'local' : 'server' };
     const via = prev.via === 'server' && !this.settings.endpointOn ? 'local' : prev.via === 'local' && !this.localChat() ? 'server' : prev.via;
@@ -348,6 +350,36 @@ export class Chat {
     this.renderChips(conv);
     this.scrollToEnd(true);
     this.updateComposer();
+  }
+
+  /**
+   * Adds one message to the list. Re-rendering the whole conversation would lay out every
+   * earlier answer again, which for long conversations is a long main-thread task.
+   */
+  appendView(m, streaming = false) {
+    if (this.list.hidden) this.render(); // the first message: swap the empty state for the list
+    this.list.querySelector(`[data-id="${CSS.escape(m.id)}"]`)?.remove();
+    for (const b of this.list.querySelectorAll('[data-action="regenerate"]')) b.remove();
+    const v = this.messageView(m, streaming);
+    this.list.append(v);
+    this.scrollToEnd(true);
+    return v;
+  }
+
+  /** Turns the streaming view into the finished one in place (its text stays laid out). */
+  finishView(view, msg) {
+    const fresh = this.messageView(msg, false, true);
+    view.classList.remove('streaming');
+    view.removeAttribute('aria-busy');
+    view.querySelector('.meta').replaceWith(fresh.querySelector('.meta'));
+    const content = view.querySelector('.content');
+    for (const extra of fresh.querySelector('.content').children) content.append(extra.cloneNode(true));
+    const actions = fresh.querySelector('.msg-actions');
+    if (actions) view.append(actions);
+    if (!view.isConnected && this.convs.current?.messages.includes(msg)) this.render();
+    this.renderChips(this.convs.current);
+    this.updateComposer();
+    this.scrollToEnd();
   }
 
   messageView(m, streaming = false, last = false) {
