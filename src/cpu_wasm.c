@@ -1,4 +1,469 @@
-/* cpu_wasm.c — WebAssembly SIMD128 kernels, compiled only under __wasm_simd128__. */
+/* cpu_wasm.c — WebAssembly SIMD128 kernels (compiled only under __wasm_simd128__): integer block
+ * dot products for every weight type on ggml's activation blocks (i16x8 dot products of
+ * sign-extended bytes, as baseline SIMD128 has no 8-bit dot), f16 conversion in integer ops, and
+ * the elementwise helpers. Anywhere else this file only says the table is absent. */
 #include "kernels.h"
 
+#if defined(__wasm_simd128__)
+
+#include <math.h>
+#include <string.h>
+#include <wasm_simd128.h>
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static inline int32_t hsum_i32(v128_t v) {
+    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
+           wasm_i32x4_extract_lane(v, 3);
+}
+
+static inline float hsum_f32(v128_t v) {
+    return (wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1)) +
+           (wasm_f32x4_extract_lane(v, 2) + wasm_f32x4_extract_lane(v, 3));
+}
+
+/* 16 int8 products summed into 4 int32 lanes. */
+static inline v128_t dot16(v128_t a, v128_t b) {
+    return wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a), wasm_i16x8_extend_low_i8x16(b)),
+                          wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a), wasm_i16x8_extend_high_i8x16(b)));
+}
+
+static inline uint16_t ld16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static inline uint32_t ld32u(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* 16 bits -> 16 bytes, 0xFF where the bit is set (bit j -> byte j). */
+static inline v128_t bits16(uint32_t b) {
+    const v128_t v = wasm_i8x16_swizzle(wasm_i16x8_splat((int16_t)b), wasm_i8x16_make(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+    const v128_t m = wasm_u8x16_make(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+    return wasm_i8x16_eq(wasm_v128_and(v, m), m);
+}
+
+/* 8 halves -> 8 floats (two vectors), exact including subnormals, infinities and NaN. */
+static inline void f16x8_to_f32(v128_t h, v128_t *lo, v128_t *hi) {
+    for (int k = 0; k < 2; k++) {
+        const v128_t u = k ? wasm_u32x4_extend_high_u16x8(h) : wasm_u32x4_extend_low_u16x8(h);
+        const v128_t sign = wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16);
+        const v128_t em = wasm_v128_and(u, wasm_i32x4_splat(0x7fff));
+        v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_f32x4_splat(0x1p112f));
+        const v128_t special = wasm_i32x4_gt(em, wasm_i32x4_splat(0x7bff));
+        f = wasm_v128_bitselect(wasm_v128_or(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x7f800000)), f, special);
+        f = wasm_v128_or(f, sign);
+        if (k) *hi = f;
+        else *lo = f;
+    }
+}
+
+/* ---- 32-element block types --------------------------------------------------------------
+ * Each block decodes to 32 signed bytes (lo = elements 0..15, hi = 16..31) and a float scale
+ * (plus a minimum for Q4_1 / Q5_1, applied through the activation block's s = d*sum). */
+
+enum { W_Q4_0, W_Q4_1, W_Q5_0, W_Q5_1, W_Q8_0, W_IQ4 };
+
+static const int8_t IQ4_TAB[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static inline int w_bytes(int D) {
+    return D == W_Q4_0 || D == W_IQ4 ? 18 : D == W_Q4_1 ? 20 : D == W_Q5_0 ? 22 : D == W_Q5_1 ? 24 : 34;
+}
+
+static inline void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi) {
+    const v128_t m4 = wasm_i8x16_splat(0x0F);
+    if (D == W_Q8_0) {
+        *lo = wasm_v128_load(blk + 2);
+        *hi = wasm_v128_load(blk + 18);
+        return;
+    }
+    const int off = D == W_Q4_0 || D == W_IQ4 ? 2 : D == W_Q4_1 ? 4 : D == W_Q5_0 ? 6 : 8;
+    const v128_t q = wasm_v128_load(blk + off);
+    v128_t l = wasm_v128_and(q, m4), h = wasm_u8x16_shr(q, 4);
+    if (D == W_IQ4) {
+        const v128_t tab = wasm_v128_load(IQ4_TAB);
+        *lo = wasm_i8x16_swizzle(tab, l);
+        *hi = wasm_i8x16_swizzle(tab, h);
+        return;
+    }
+    if (D == W_Q5_0 || D == W_Q5_1) {
+        const uint32_t qh = ld32u(blk + (D == W_Q5_0 ? 2 : 4));
+        const v128_t b16 = wasm_i8x16_splat(0x10);
+        l = wasm_v128_or(l, wasm_v128_and(bits16(qh & 0xFFFF), b16));
+        h = wasm_v128_or(h, wasm_v128_and(bits16(qh >> 16), b16));
+    }
+    if (D == W_Q4_0 || D == W_Q5_0) {
+        const v128_t o = wasm_i8x16_splat(D == W_Q4_0 ? 8 : 16);
+        l = wasm_i8x16_sub(l, o);
+        h = wasm_i8x16_sub(h, o);
+    }
+    *lo = l;
+    *hi = h;
+}
+
+/* One weight row against nc <= 4 activation rows (ggml Q8_0 / Q8_1 blocks). */
+static inline void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, int32_t nr, const uint8_t *x,
+                          size_t bx, int32_t nc, float *y, int64_t ldy) {
+    const int64_t nb = K / 32;
+    const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1, XB = MIN ? 36 : 34, XQ = MIN ? 4 : 2;
+    for (int32_t r = 0; r < nr; r++) {
+        const uint8_t *row = w + (size_t)r * bw;
+        for (int32_t c0 = 0; c0 < nc; c0 += 4) {
+            const int32_t n = nc - c0 < 4 ? nc - c0 : 4;
+            v128_t acc[4];
+            float accm[4] = {0, 0, 0, 0};
+            for (int c = 0; c < 4; c++) acc[c] = wasm_f32x4_splat(0.0f);
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = row + (size_t)b * BS;
+                v128_t lo, hi;
+                dec32(D, blk, &lo, &hi);
+                const float dw = nbl_fp16_to_f32(ld16(blk));
+                for (int c = 0; c < n; c++) {
+                    const uint8_t *xb = x + (size_t)(c0 + c) * bx + (size_t)b * XB;
+                    const v128_t s = wasm_i32x4_add(dot16(lo, wasm_v128_load(xb + XQ)), dot16(hi, wasm_v128_load(xb + XQ + 16)));
+                    acc[c] = wasm_f32x4_add(acc[c], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s),
+                                                                   wasm_f32x4_splat(dw * nbl_fp16_to_f32(ld16(xb)))));
+                    if (MIN) accm[c] += nbl_fp16_to_f32(ld16(blk + 2)) * nbl_fp16_to_f32(ld16(xb + 2));
+                }
+            }
+            for (int c = 0; c < n; c++) y[(c0 + c) * ldy + r] = hsum_f32(acc[c]) + accm[c];
+        }
+    }
+}
+
+#define MAKE_TILE32(name, D)                                                                    \
+    static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx,  \
+                     int32_t nc, float *y, int64_t ldy) {                                       \
+        tile32(D, K, w, bw, nr, x, bx, nc, y, ldy);                                             \
+    }
+MAKE_TILE32(wt_q4_0, W_Q4_0)
+MAKE_TILE32(wt_q4_1, W_Q4_1)
+MAKE_TILE32(wt_q5_0, W_Q5_0)
+MAKE_TILE32(wt_q5_1, W_Q5_1)
+MAKE_TILE32(wt_q8_0, W_Q8_0)
+MAKE_TILE32(wt_iq4_nl, W_IQ4)
+
+/* ---- K-quants against ggml Q8_K blocks ---------------------------------------------------
+ * Sub-blocks decode to signed bytes; the integer sub-block dot times its integer scale is
+ * accumulated in int32, then one float product per super-block, as the reference does. */
+
+enum { K_Q2, K_Q3, K_Q4, K_Q5, K_Q6 };
+
+static inline void unpack_k4(const uint8_t *scales, uint8_t out[16]) {
+    for (int j = 0; j < 8; j++) nbl_get_scale_min_k4(j, scales, &out[j], &out[8 + j]);
+}
+
+static inline int q3k_scale(const uint8_t *sc, int j) {
+    const int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
+    const int hi = (sc[8 + (j % 4)] >> (2 * (j / 4))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+static float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_block_q8_K *xb) {
+    const int64_t nsb = K / 256;
+    const v128_t m4 = wasm_i8x16_splat(0x0F), m3 = wasm_i8x16_splat(3), one = wasm_i8x16_splat(1);
+    float sum = 0.0f;
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const nbl_block_q8_K *xk = xb + sb;
+        const int8_t *q8 = xk->qs;
+        v128_t isum = wasm_i32x4_splat(0);
+        int32_t msum = 0;
+        float d, dmin = 0.0f;
+        if (Q == K_Q4 || Q == K_Q5) {
+            const nbl_block_q4_K *b4 = (const nbl_block_q4_K *)row + sb;
+            const nbl_block_q5_K *b5 = (const nbl_block_q5_K *)row + sb;
+            const uint8_t *qs = Q == K_Q4 ? b4->qs : b5->qs;
+            d = nbl_fp16_to_f32(Q == K_Q4 ? b4->d : b5->d);
+            dmin = nbl_fp16_to_f32(Q == K_Q4 ? b4->dmin : b5->dmin);
+            uint8_t smn[16];
+            unpack_k4(Q == K_Q4 ? b4->scales : b5->scales, smn);
+            for (int j = 0; j < 8; j++) msum += smn[8 + j] * (xk->bsums[2 * j] + xk->bsums[2 * j + 1]);
+            const v128_t qh0 = Q == K_Q5 ? wasm_v128_load(b5->qh) : wasm_i32x4_splat(0);
+            const v128_t qh1 = Q == K_Q5 ? wasm_v128_load(b5->qh + 16) : wasm_i32x4_splat(0);
+            for (int j = 0; j < 8; j++) {
+                const v128_t a = wasm_v128_load(qs + (j / 2) * 32), b = wasm_v128_load(qs + (j / 2) * 32 + 16);
+                v128_t ua = (j & 1) ? wasm_u8x16_shr(a, 4) : wasm_v128_and(a, m4);
+                v128_t ub = (j & 1) ? wasm_u8x16_shr(b, 4) : wasm_v128_and(b, m4);
+                if (Q == K_Q5) {
+                    ua = wasm_v128_or(ua, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh0, j), one), 4));
+                    ub = wasm_v128_or(ub, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh1, j), one), 4));
+                }
+                const v128_t s = wasm_i32x4_add(dot16(ua, wasm_v128_load(q8 + 32 * j)), dot16(ub, wasm_v128_load(q8 + 32 * j + 16)));
+                isum = wasm_i32x4_add(isum, wasm_i32x4_mul(s, wasm_i32x4_splat(smn[j])));
+            }
+        } else if (Q == K_Q6) {
+            const nbl_block_q6_K *b = (const nbl_block_q6_K *)row + sb;
+            d = nbl_fp16_to_f32(b->d);
+            const v128_t o32 = wasm_i8x16_splat(32);
+            for (int h = 0; h < 2; h++)
+                for (int l16 = 0; l16 < 2; l16++) { /* 16-byte slices of the 32-wide groups */
+                    const v128_t qa = wasm_v128_load(b->ql + 64 * h + 16 * l16);
+                    const v128_t qb = wasm_v128_load(b->ql + 64 * h + 32 + 16 * l16);
+                    const v128_t qh = wasm_v128_load(b->qh + 32 * h + 16 * l16);
+                    for (int g = 0; g < 4; g++) {
+                        const v128_t src = (g & 1) ? qb : qa;
+                        const v128_t lo = g < 2 ? wasm_v128_and(src, m4) : wasm_u8x16_shr(src, 4);
+                        const v128_t hb = wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh, 2 * g), m3), 4);
+                        const v128_t v = wasm_i8x16_sub(wasm_v128_or(lo, hb), o32);
+                        const int e = 128 * h + 32 * g + 16 * l16; /* first element of the slice */
+                        isum = wasm_i32x4_add(isum, wasm_i32x4_mul(dot16(v, wasm_v128_load(q8 + e)), wasm_i32x4_splat(b->scales[e / 16])));
+                    }
+                }
+        } else { /* Q2_K, Q3_K: 2-bit planes of qs, Q3_K's high bit in hmask */
+            const nbl_block_q2_K *b2 = (const nbl_block_q2_K *)row + sb;
+            const nbl_block_q3_K *b3 = (const nbl_block_q3_K *)row + sb;
+            const uint8_t *qs = Q == K_Q2 ? b2->qs : b3->qs;
+            if (Q == K_Q2) {
+                d = nbl_fp16_to_f32(b2->d);
+                dmin = nbl_fp16_to_f32(b2->dmin);
+                for (int j = 0; j < 16; j++) msum += (b2->scales[j] >> 4) * xk->bsums[j];
+            } else {
+                d = nbl_fp16_to_f32(b3->d);
+            }
+            const v128_t o4 = wasm_i8x16_splat(4);
+            for (int h = 0; h < 2; h++)
+                for (int l16 = 0; l16 < 2; l16++) {
+                    const v128_t q = wasm_v128_load(qs + 32 * h + 16 * l16);
+                    const v128_t hm = Q == K_Q3 ? wasm_v128_load(b3->hmask + 16 * l16) : wasm_i32x4_splat(0);
+                    for (int g = 0; g < 4; g++) {
+                        v128_t v = wasm_v128_and(wasm_u8x16_shr(q, 2 * g), m3);
+                        if (Q == K_Q3) {
+                            const v128_t hb = wasm_v128_and(wasm_u8x16_shr(hm, 4 * h + g), one);
+                            v = wasm_i8x16_sub(wasm_v128_or(v, wasm_i8x16_shl(hb, 2)), o4);
+                        }
+                        const int e = 128 * h + 32 * g + 16 * l16;
+                        const int sc = Q == K_Q2 ? (b2->scales[e / 16] & 0xF) : q3k_scale(b3->scales, e / 16);
+                        isum = wasm_i32x4_add(isum, wasm_i32x4_mul(dot16(v, wasm_v128_load(q8 + e)), wasm_i32x4_splat(sc)));
+                    }
+                }
+        }
+        sum += xk->d * (d * (float)hsum_i32(isum) - dmin * (float)msum);
+    }
+    return sum;
+}
+
+#define MAKE_TILEK(name, Q)                                                                     \
+    static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx,  \
+                     int32_t nc, float *y, int64_t ldy) {                                       \
+        for (int32_t c = 0; c < nc; c++)                                                        \
+            for (int32_t r = 0; r < nr; r++)                                                    \
+                y[c * ldy + r] = dotk(Q, K, (const uint8_t *)w + (size_t)r * bw,                \
+                                      (const nbl_block_q8_K *)((const uint8_t *)x + (size_t)c * bx)); \
+    }
+MAKE_TILEK(wt_q2_K, K_Q2)
+MAKE_TILEK(wt_q3_K, K_Q3)
+MAKE_TILEK(wt_q4_K, K_Q4)
+MAKE_TILEK(wt_q5_K, K_Q5)
+MAKE_TILEK(wt_q6_K, K_Q6)
+
+/* ---- float weights ------------------------------------------------------------------------ */
+
+static float dot_f32v(const float *a, const float *b, int64_t n) {
+    v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(a + i), wasm_v128_load(b + i)));
+        s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(a + i + 4), wasm_v128_load(b + i + 4)));
+    }
+    float s = hsum_f32(wasm_f32x4_add(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* dot of n halves with n halves (F16 weights x f16 activations) or with floats. */
+static float dot_f16_f16(const uint16_t *a, const uint16_t *b, int64_t n) {
+    v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v128_t al, ah, bl, bh;
+        f16x8_to_f32(wasm_v128_load(a + i), &al, &ah);
+        f16x8_to_f32(wasm_v128_load(b + i), &bl, &bh);
+        s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(al, bl));
+        s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(ah, bh));
+    }
+    float s = hsum_f32(wasm_f32x4_add(s0, s1));
+    for (; i < n; i++) s += nbl_fp16_to_f32(a[i]) * nbl_fp16_to_f32(b[i]);
+    return s;
+}
+
+static float dot_bf16_bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
+    v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const v128_t va = wasm_v128_load(a + i), vb = wasm_v128_load(b + i);
+        s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(va), 16),
+                                               wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(vb), 16)));
+        s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(va), 16),
+                                               wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(vb), 16)));
+    }
+    float s = hsum_f32(wasm_f32x4_add(s0, s1));
+    for (; i < n; i++) s += nbl_bf16_to_f32(a[i]) * nbl_bf16_to_f32(b[i]);
+    return s;
+}
+
+#define MAKE_TILEF(name, fn, T)                                                                 \
+    static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx,  \
+                     int32_t nc, float *y, int64_t ldy) {                                       \
+        for (int32_t c = 0; c < nc; c++)                                                        \
+            for (int32_t r = 0; r < nr; r++)                                                    \
+                y[c * ldy + r] = fn((const T *)((const uint8_t *)w + (size_t)r * bw),           \
+                                    (const T *)((const uint8_t *)x + (size_t)c * bx), K);       \
+    }
+MAKE_TILEF(wt_f32, dot_f32v, float)
+MAKE_TILEF(wt_f16, dot_f16_f16, uint16_t)
+MAKE_TILEF(wt_bf16, dot_bf16_bf16, uint16_t)
+
+/* ---- elementwise helpers ------------------------------------------------------------------ */
+
+/* exp(x): range reduction by ln2 and a degree-6 polynomial (about 1 ulp); 0 below -87.3. */
+static inline v128_t exp4(v128_t x) {
+    const v128_t lo = wasm_f32x4_splat(-87.33f);
+    const v128_t under = wasm_f32x4_lt(x, lo);
+    x = wasm_f32x4_min(wasm_f32x4_max(x, lo), wasm_f32x4_splat(88.37f));
+    const v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+    v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+    r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+    v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+    p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
+    p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
+    p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
+    p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
+    p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
+    p = wasm_f32x4_add(wasm_f32x4_mul(p, wasm_f32x4_mul(r, r)), wasm_f32x4_add(r, wasm_f32x4_splat(1.0f)));
+    const v128_t ni = wasm_i32x4_trunc_sat_f32x4(n);
+    const v128_t h = wasm_i32x4_shr(ni, 1);
+    const v128_t s1 = wasm_i32x4_shl(wasm_i32x4_add(h, wasm_i32x4_splat(127)), 23);
+    const v128_t s2 = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_sub(ni, h), wasm_i32x4_splat(127)), 23);
+    p = wasm_f32x4_mul(wasm_f32x4_mul(p, s1), s2);
+    return wasm_v128_andnot(p, under);
+}
+
+static void w_silu_mul(float *y, const float *g, const float *u, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const v128_t gv = wasm_v128_load(g + i);
+        const v128_t e = exp4(wasm_f32x4_neg(gv));
+        wasm_v128_store(y + i, wasm_f32x4_mul(wasm_f32x4_div(gv, wasm_f32x4_add(wasm_f32x4_splat(1.0f), e)), wasm_v128_load(u + i)));
+    }
+    for (; i < n; i++) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void w_softmax(float *x, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = fmaxf(mx, x[i]);
+    v128_t vs = wasm_f32x4_splat(0.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const v128_t e = exp4(wasm_f32x4_sub(wasm_v128_load(x + i), wasm_f32x4_splat(mx)));
+        wasm_v128_store(x + i, e);
+        vs = wasm_f32x4_add(vs, e);
+    }
+    double sum = hsum_f32(vs);
+    for (; i < n; i++) sum += (x[i] = expf(x[i] - mx));
+    const float inv = (float)(1.0 / sum);
+    for (i = 0; i + 4 <= n; i += 4) wasm_v128_store(x + i, wasm_f32x4_mul(wasm_v128_load(x + i), wasm_f32x4_splat(inv)));
+    for (; i < n; i++) x[i] *= inv;
+}
+
+static void w_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
+    v128_t a = wasm_f32x4_splat(0.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const v128_t v = wasm_v128_load(x + i);
+        a = wasm_f32x4_add(a, wasm_f32x4_mul(v, v));
+    }
+    double ss = hsum_f32(a);
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    const float sc = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (i = 0; i + 4 <= n; i += 4) {
+        v128_t v = wasm_f32x4_mul(wasm_v128_load(x + i), wasm_f32x4_splat(sc));
+        if (w) v = wasm_f32x4_mul(v, wasm_v128_load(w + i));
+        wasm_v128_store(y + i, v);
+    }
+    for (; i < n; i++) y[i] = x[i] * sc * (w ? w[i] : 1.0f);
+}
+
+static void w_add(float *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_v128_load(x + i)));
+    for (; i < n; i++) y[i] += x[i];
+}
+
+static float w_dot_f32_f16(const float *q, const uint16_t *k, int64_t n) {
+    v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v128_t kl, kh;
+        f16x8_to_f32(wasm_v128_load(k + i), &kl, &kh);
+        s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(q + i), kl));
+        s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(q + i + 4), kh));
+    }
+    float s = hsum_f32(wasm_f32x4_add(s0, s1));
+    for (; i < n; i++) s += q[i] * nbl_fp16_to_f32(k[i]);
+    return s;
+}
+
+static void w_axpy_f16(float *y, float a, const uint16_t *v, int64_t n) {
+    const v128_t av = wasm_f32x4_splat(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v128_t vl, vh;
+        f16x8_to_f32(wasm_v128_load(v + i), &vl, &vh);
+        wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(av, vl)));
+        wasm_v128_store(y + i + 4, wasm_f32x4_add(wasm_v128_load(y + i + 4), wasm_f32x4_mul(av, vh)));
+    }
+    for (; i < n; i++) y[i] += a * nbl_fp16_to_f32(v[i]);
+}
+
+static void w_axpy_f32(float *y, float a, const float *v, int64_t n) {
+    const v128_t av = wasm_f32x4_splat(a);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(av, wasm_v128_load(v + i))));
+    for (; i < n; i++) y[i] += a * v[i];
+}
+
+static nbl_kernels T_WASM;
+static int wasm_ready;
+
+const nbl_kernels *nbl_kernels_wasm(void) {
+    if (!wasm_ready) { /* filled once; a racing second fill writes the same values */
+        nbl_kernels *t = &T_WASM;
+        t->name = "wasm";
+        t->tile[NBL_TYPE_Q4_0] = wt_q4_0;
+        t->tile[NBL_TYPE_Q4_1] = wt_q4_1;
+        t->tile[NBL_TYPE_Q5_0] = wt_q5_0;
+        t->tile[NBL_TYPE_Q5_1] = wt_q5_1;
+        t->tile[NBL_TYPE_Q8_0] = wt_q8_0;
+        t->tile[NBL_TYPE_IQ4_NL] = wt_iq4_nl;
+        t->tile[NBL_TYPE_Q2_K] = wt_q2_K;
+        t->tile[NBL_TYPE_Q3_K] = wt_q3_K;
+        t->tile[NBL_TYPE_Q4_K] = wt_q4_K;
+        t->tile[NBL_TYPE_Q5_K] = wt_q5_K;
+        t->tile[NBL_TYPE_Q6_K] = wt_q6_K;
+        t->tile[NBL_TYPE_F32] = wt_f32;
+        t->tile[NBL_TYPE_F16] = wt_f16;
+        t->tile[NBL_TYPE_BF16] = wt_bf16;
+        for (int i = 0; i < NBL_TYPE_COUNT; i++) t->tile_m[i] = 4, t->tile_n[i] = 4;
+        t->rmsnorm = w_rmsnorm;
+        t->silu_mul = w_silu_mul;
+        t->softmax = w_softmax;
+        t->add = w_add;
+        t->dot_f32_f16 = w_dot_f32_f16;
+        t->dot_f32 = dot_f32v;
+        t->axpy_f16 = w_axpy_f16;
+        t->axpy_f32 = w_axpy_f32;
+        nbl_kernels_fill(t);
+        wasm_ready = 1;
+    }
+    return &T_WASM;
+}
+
+#else
+
 const nbl_kernels *nbl_kernels_wasm(void) { return NULL; }
+
+#endif
