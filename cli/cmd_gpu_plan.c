@@ -9,8 +9,9 @@
 
 static const char USAGE[] =
     "usage: nbl gpu_plan -m MODEL [-o OUT.json] [-c CTX] [--max-tokens N] [--logit-rows N] [--top-k K]\n"
-    "                    [--f16] [--unfused] [--max-binding BYTES] [--max-buffer BYTES]\n"
-    "                    [--workgroup-storage BYTES]";
+    "                    [--f16] [--subgroups] [--unfused] [--max-binding BYTES] [--max-buffer BYTES]\n"
+    "                    [--workgroup-storage BYTES] [--matvec-tpr N] [--matvec-wg N]\n"
+    "                    [--matmul-tile 44|84|88]";
 
 int cmd_gpu_plan(int argc, char **argv) {
     const char *model_path = NULL, *out_path = NULL;
@@ -27,6 +28,10 @@ int cmd_gpu_plan(int argc, char **argv) {
         else if (!strcmp(a, "--top-k") && next && !cli_int(next, 1, 256, &v)) o.top_k = (int32_t)v, i++;
         else if (!strcmp(a, "--f16")) o.f16 = 1;
         else if (!strcmp(a, "--unfused")) o.unfused = 1;
+        else if (!strcmp(a, "--subgroups")) o.subgroups = 1;
+        else if (!strcmp(a, "--matvec-tpr") && next && !cli_int(next, 4, 64, &v)) o.matvec_tpr = (int32_t)v, i++;
+        else if (!strcmp(a, "--matvec-wg") && next && !cli_int(next, 64, 256, &v)) o.matvec_wg = (int32_t)v, i++;
+        else if (!strcmp(a, "--matmul-tile") && next && !cli_int(next, 44, 88, &v)) o.matmul_tile = (int32_t)v, i++;
         else if (!strcmp(a, "--max-binding") && next && !cli_int(next, 1024, INT64_MAX, &v)) o.max_binding_size = (uint64_t)v, i++;
         else if (!strcmp(a, "--max-buffer") && next && !cli_int(next, 1024, INT64_MAX, &v)) o.max_buffer_size = (uint64_t)v, i++;
         else if (!strcmp(a, "--workgroup-storage") && next && !cli_int(next, 1024, UINT32_MAX, &v)) o.max_workgroup_storage = (uint32_t)v, i++;

@@ -341,6 +341,11 @@ typedef struct nbl_gpu_plan_opts {
     uint64_t max_binding_size;      /* maxStorageBufferBindingSize; 0 = 128 MiB */
     uint64_t max_buffer_size;       /* maxBufferSize; 0 = 256 MiB */
     uint32_t max_workgroup_storage; /* maxComputeWorkgroupStorageSize; 0 = 16 KiB */
+    int32_t subgroups;              /* 1: the adapter has the subgroups feature */
+    int32_t matvec_tpr;             /* tuning: decode threads per row (4..64, power of 2); 0 = auto */
+    int32_t matvec_wg;              /* tuning: decode workgroup size (64..256); 0 = 64 */
+    int32_t matmul_tile;            /* tuning: prefill outputs per thread, 44, 84 or 88 (rows x
+                                     * tokens); 0 = by shape and workgroup memory */
 } nbl_gpu_plan_opts;
 
 void nbl_gpu_plan_opts_init(nbl_gpu_plan_opts *opt);
@@ -457,6 +462,11 @@ nbl_status nbl_task_route_prompt(nbl_tasks *t, const char *message, const nbl_ro
 nbl_status nbl_task_route_label(nbl_tasks *t, const nbl_route *route, int32_t **out,
                                 int32_t *n_out, nbl_error *err);
 
+/* Token counts of the last task call: prompt_tokens (the rendered few-shot prompt),
+ * cached_tokens (of those, reused from the task session), completion_tokens (generated, or for
+ * routing the label tokens evaluated). Zero before the first call. */
+void nbl_tasks_last_usage(const nbl_tasks *t, nbl_usage *u);
+
 /* Compiles an OpenAI response_format object ({"type": "text" | "json_object" | "json_schema",
  * "json_schema": {"schema": {...}}}) into a grammar. *out is NULL for "text". */
 nbl_status nbl_grammar_from_response_format(const char *json, size_t len, nbl_grammar **out,
@@ -464,10 +474,5 @@ nbl_status nbl_grammar_from_response_format(const char *json, size_t len, nbl_gr
 
 #ifdef __cplusplus
 }
-/* Token counts of the last task call: prompt_tokens (the rendered few-shot prompt),
- * cached_tokens (of those, reused from the task session), completion_tokens (generated, or for
- * routing the label tokens evaluated). Zero before the first call. */
-void nbl_tasks_last_usage(const nbl_tasks *t, nbl_usage *u);
-
 #endif
 #endif

@@ -1,6 +1,9 @@
 // common.wgsl — prelude included first by every shader: the arithmetic precision of this
 // pipeline (AT: f16 when the adapter has shader-f16 and the plan asks for it, else f32) and the
 // per-step parameters the executor writes before each submit.
+#ifdef SUBGROUPS
+enable subgroups;
+#endif
 #ifdef F16
 enable f16;
 alias AT = f16;

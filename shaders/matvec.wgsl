@@ -21,9 +21,13 @@
 
 const RPW: u32 = WG / TPR;
 var<workgroup> red: array<vec2<f32>, WG>;
+var<workgroup> res: array<vec2<f32>, RPW>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+#ifdef SUBGROUPS
+        @builtin(subgroup_size) sgs: u32,
+#endif
         @builtin(local_invocation_index) li: u32) {
   let r = li / TPR;
   let lane = li % TPR;
@@ -50,19 +54,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
   }
-  red[li] = vec2<f32>(acc, ss);
+  var v = vec2<f32>(acc, ss);
+#ifdef SUBGROUPS
+  // Lanes of a row are consecutive invocations: a butterfly inside the subgroup, then (when a row
+  // spans several subgroups) their sums through workgroup memory.
+  let w = min(TPR, sgs);
+  for (var o = 1u; o < w; o <<= 1u) { v += subgroupShuffleXor(v, o); }
+  if (TPR > sgs) {
+    red[li] = v;
+    workgroupBarrier();
+    if (lane == 0u) {
+      for (var k = sgs; k < TPR; k += sgs) { v += red[li + k]; }
+    }
+  }
+  if (lane == 0u) { res[r] = v; }
+  workgroupBarrier();
+#else
+  red[li] = v;
   workgroupBarrier();
   for (var s = TPR / 2u; s > 0u; s >>= 1u) {
     if (lane < s) { red[li] += red[li + s]; }
     workgroupBarrier();
   }
-  if (li < RPW && l0 + li < N) {
-    var v = red[li * TPR];
-    var pv = red[(li ^ 1u) * TPR];
-#ifdef NORM
-    v.x /= sqrt(v.y / f32(K) + EPS);
-    pv.x /= sqrt(pv.y / f32(K) + EPS);
+  if (lane == 0u) { res[r] = red[li]; }
+  workgroupBarrier();
 #endif
-    emit(ROW0 + l0 + li, 0u, v.x, pv.x);
+  if (li < RPW && l0 + li < N) {
+    var a = res[li];
+    var b = res[li ^ 1u];
+#ifdef NORM
+    a.x /= sqrt(a.y / f32(K) + EPS);
+    b.x /= sqrt(b.y / f32(K) + EPS);
+#endif
+    emit(ROW0 + l0 + li, 0u, a.x, b.x);
   }
 }

@@ -108,16 +108,18 @@ typedef struct pbuf {
 
 typedef struct pipe {
     char shader[24], entry[16];
-    char defs[700]; /* JSON object body of the defines */
+    char defs[720]; /* JSON object body of the defines */
 } pipe;
 
 typedef struct bind {
     int32_t buf;
-    char access; /* 'u' uniform, 'r' read-only storage, 'w' read-write storage */
+    char access;         /* 'u' uniform, 'r' read-only storage, 'w' read-write storage */
+    uint64_t off, size;  /* a range of the buffer (size 0: all of it) */
 } bind;
 
 typedef struct dgrid {
-    int64_t a, b, div; /* a + b * ceil(n_tokens / div) workgroups (b = 0: a constant) */
+    int64_t a, b, div; /* a + b * ceil(var / div) workgroups (b = 0: a constant) */
+    const char *var;   /* a params field; NULL = n_tokens */
 } dgrid;
 
 typedef struct disp {
@@ -166,15 +168,19 @@ typedef struct plan {
     prog progs[P_COUNT];
     wparts *w;
     int32_t n_w, cap_w;
+    /* The vector table: one 256-byte-aligned block per layer (index layer + 1; 0 outside layers)
+     * bound as a buffer range, so every layer's kernels see the same offsets and share pipelines. */
     float *vecs;
     int64_t n_vecs, cap_vecs;
-    const float **vec_src; /* which model vector each table entry copies (dedup) */
-    int64_t *vec_at;
+    int64_t *blk_start, *blk_n, *blk_qkv, *blk_freq; /* per block: floats; q|k|v bias and rope offsets */
+    const float **vec_src; /* which model vector each entry copies */
+    int64_t *vec_at;       /* its offset within its block */
+    int32_t *vec_blk;
     int32_t n_vsrc, cap_vsrc;
     int32_t act[NBL_BUF_COUNT]; /* buffer index of each graph buffer */
-    int32_t params, tokens, vecbuf, *kc, *vc, am_part, am_out, tk_cand, tk_out;
-    int32_t bias_off[1024];     /* per layer: q|k|v bias block in the vector table, -1 none */
-    int64_t freq_off;
+    int32_t params, tokens, vecbuf, *kc, *vc, am_part, am_out, tk_cand, tk_out, att_part;
+    int64_t att_maxch; /* decode attention chunks per head */
+    uint32_t wg_storage; /* workgroup memory the largest kernel needs */
     int32_t am_nparts, tk_nparts, tk_chunk;
     uint32_t max_storage; /* storage bindings of the widest pipeline */
 } plan;
@@ -277,8 +283,8 @@ static int32_t group_size(uint32_t type) {
 
 static int32_t add_pipe(plan *p, const char *shader, const char *entry, const defs *d) {
     if (p->st) return -1;
-    char body[sizeof d->s + 32];
-    snprintf(body, sizeof body, "%s%s%s", p->o.f16 ? "\"F16\":true" : "", p->o.f16 && d->n ? "," : "", d->s);
+    char body[sizeof d->s + 48];
+    snprintf(body, sizeof body, "%s%s%s", p->o.f16 ? "\"F16\":true," : "", d->s, d->n ? "" : "\"_\":true");
     for (int32_t i = 0; i < p->n_pipes; i++)
         if (!strcmp(p->pipes[i].shader, shader) && !strcmp(p->pipes[i].entry, entry) &&
             !strcmp(p->pipes[i].defs, body))
@@ -291,8 +297,11 @@ static int32_t add_pipe(plan *p, const char *shader, const char *entry, const de
     return p->n_pipes++;
 }
 
-static dgrid fixed(int64_t n) { return (dgrid){n, 0, 0}; }
-static dgrid per_tokens(int64_t mul, int64_t div) { return (dgrid){0, mul, div}; }
+#define B(buf, access) ((bind){(buf), (access), 0, 0})
+
+static dgrid fixed(int64_t n) { return (dgrid){n, 0, 0, NULL}; }
+static dgrid per_tokens(int64_t mul, int64_t div) { return (dgrid){0, mul, div, NULL}; }
+static dgrid per_var(const char *var, int64_t div) { return (dgrid){0, 1, div, var}; }
 
 /* Appends a dispatch; binds: pairs of (buffer, access) ending with -1. Grids over 65,535
  * workgroups in x are folded into y (the shaders read workgroup_id.y * num_workgroups.x). */
@@ -328,12 +337,10 @@ static void add_disp(plan *p, int32_t prog_id, int32_t pip, const char *kind, co
 
 /* ---- the vector table: norms, biases, rope frequencies (f32, each 16-byte aligned) ------------ */
 
-static int64_t vec_put(plan *p, const float *src, int64_t n) {
+/* Appends n floats (src, or zeros) to the table; returns the offset in floats. */
+static int64_t vec_append(plan *p, const float *src, int64_t n) {
     if (p->st) return 0;
-    if (src)
-        for (int32_t i = 0; i < p->n_vsrc; i++)
-            if (p->vec_src[i] == src) return p->vec_at[i];
-    int64_t need = p->n_vecs + ((n + 3) & ~3);
+    const int64_t need = p->n_vecs + ((n + 3) & ~3);
     if (need > p->cap_vecs) {
         int64_t cap = p->cap_vecs ? p->cap_vecs : 4096;
         while (cap < need) cap *= 2;
@@ -342,17 +349,95 @@ static int64_t vec_put(plan *p, const float *src, int64_t n) {
         p->vecs = nv;
         p->cap_vecs = cap;
     }
-    int64_t at = p->n_vecs;
+    const int64_t at = p->n_vecs;
     for (int64_t i = 0; i < need - at; i++) p->vecs[at + i] = src && i < n ? src[i] : 0.0f;
     p->n_vecs = need;
-    if (src) {
-        int32_t c = p->cap_vsrc;
-        if (grow(p, (void **)&p->vec_src, &c, p->n_vsrc, sizeof(float *))) return 0;
-        if (grow(p, (void **)&p->vec_at, &p->cap_vsrc, p->n_vsrc, sizeof(int64_t))) return 0;
-        p->vec_src[p->n_vsrc] = src;
-        p->vec_at[p->n_vsrc++] = at;
-    }
     return at;
+}
+
+static void vec_register(plan *p, const float *src, int32_t blk, int64_t at) {
+    int32_t c = p->cap_vsrc, c2 = p->cap_vsrc;
+    if (grow(p, (void **)&p->vec_src, &c, p->n_vsrc, sizeof(float *)) ||
+        grow(p, (void **)&p->vec_blk, &c2, p->n_vsrc, sizeof(int32_t)) ||
+        grow(p, (void **)&p->vec_at, &p->cap_vsrc, p->n_vsrc, sizeof(int64_t)))
+        return;
+    p->vec_src[p->n_vsrc] = src;
+    p->vec_blk[p->n_vsrc] = blk;
+    p->vec_at[p->n_vsrc++] = at;
+}
+
+/* Offset of a model vector within its layer's block. */
+static int64_t vec_off(plan *p, int32_t layer, const float *src) {
+    for (int32_t i = 0; i < p->n_vsrc; i++)
+        if (p->vec_src[i] == src && p->vec_blk[i] == layer + 1) return p->vec_at[i];
+    fail(p, NBL_E_STATE, "vector of layer %d missing from the table", layer);
+    return 0;
+}
+
+/* The vector block of a layer as a binding. */
+static bind vec_bind(const plan *p, int32_t layer) {
+    return (bind){p->vecbuf, 'r', (uint64_t)p->blk_start[layer + 1] * 4, (uint64_t)p->blk_n[layer + 1] * 4};
+}
+
+/* Lays out every vector the op list uses, layer by layer, before any dispatch is emitted: norm
+ * weights, biases (a q/k/v triple as one contiguous block, zeros for a missing one) and the rope
+ * frequencies (theta_scale^i by repeated multiplication in float, as the CPU path, divided by the
+ * model's frequency factors). */
+static void build_vectors(plan *p) {
+    const nbl_graph *g = p->g;
+    const nbl_hparams *hp = &p->m->hp;
+    const int32_t nb = hp->n_layer + 1, half = hp->head_dim / 2;
+    p->blk_start = calloc((size_t)nb, sizeof(int64_t));
+    p->blk_n = calloc((size_t)nb, sizeof(int64_t));
+    p->blk_qkv = calloc((size_t)nb, sizeof(int64_t));
+    p->blk_freq = calloc((size_t)nb, sizeof(int64_t));
+    float *freq = malloc((size_t)(half + 1) * sizeof(float));
+    if (!p->blk_start || !p->blk_n || !p->blk_qkv || !p->blk_freq || !freq) {
+        free(freq);
+        fail(p, NBL_E_NOMEM, "out of memory");
+        return;
+    }
+    const float ts = powf(hp->rope_theta, -2.0f / (float)hp->head_dim);
+    float f = 1.0f;
+    for (int32_t i = 0; i < half; i++) {
+        freq[i] = f / (p->m->rope_freqs ? p->m->rope_freqs[i] : 1.0f);
+        f *= ts;
+    }
+    for (int32_t b = 0; b < nb && !p->st; b++) {
+        const int32_t layer = b - 1;
+        while (p->n_vecs % 64) vec_append(p, NULL, 4);
+        p->blk_start[b] = p->n_vecs;
+        p->blk_qkv[b] = -1;
+        if (layer >= 0) p->blk_freq[b] = vec_append(p, freq, half) - p->blk_start[b];
+        for (int32_t i = 0; i < g->n_ops && !p->st; i++) {
+            const nbl_op *op = &g->ops[i];
+            if (op->layer != layer || !op->vec) continue;
+            int known = 0;
+            for (int32_t k = 0; k < p->n_vsrc; k++) known |= p->vec_src[k] == op->vec && p->vec_blk[k] == b;
+            if (known) continue;
+            const nbl_op *o1 = i + 2 < g->n_ops ? &g->ops[i + 1] : NULL, *o2 = o1 ? &g->ops[i + 2] : NULL;
+            if (op->code == NBL_OP_MATMUL && o1 && o1->code == NBL_OP_MATMUL && o2->code == NBL_OP_MATMUL &&
+                o1->a == op->a && o2->a == op->a && p->blk_qkv[b] < 0) {
+                const nbl_op *t3[3] = {op, o1, o2};
+                const int64_t at = vec_append(p, NULL, (int64_t)op->n + o1->n + o2->n);
+                p->blk_qkv[b] = at - p->blk_start[b];
+                int64_t o = at;
+                for (int32_t k = 0; k < 3 && !p->st; k++) {
+                    if (t3[k]->vec) {
+                        memcpy(p->vecs + o, t3[k]->vec, (size_t)t3[k]->n * sizeof(float));
+                        vec_register(p, t3[k]->vec, b, o - p->blk_start[b]);
+                    }
+                    o += t3[k]->n;
+                }
+                continue;
+            }
+            const int64_t at = vec_append(p, op->vec, op->n);
+            vec_register(p, op->vec, b, at - p->blk_start[b]);
+        }
+        p->blk_n[b] = p->n_vecs - p->blk_start[b];
+        if (p->blk_n[b] == 0) p->blk_n[b] = 4, vec_append(p, NULL, 4);
+    }
+    free(freq);
 }
 
 /* ---- weights -------------------------------------------------------------------------------- */
@@ -488,13 +573,20 @@ static void mm_dispatch(plan *p, int32_t prog_id, const mm *a) {
     def_u(p, &d, "XSTRIDE", (uint64_t)p->g->width[a->src]);
     def_u(p, &d, "YSTRIDE", (uint64_t)a->ystride);
     def_u(p, &d, "Y_OFF", 0);
-    int64_t tpr = 4;
+    int64_t tpr = 4, wg = p->o.matvec_wg ? p->o.matvec_wg : 64;
     if (decode) {
-        /* Threads per row: each takes at least eight weight groups, at most 32 threads. */
+        /* Threads per row: a subgroup-sized row group where subgroups reduce it without barriers;
+         * otherwise enough that each thread takes at least eight weight groups, at most 32.
+         * Small workgroups (two rows) spread even 896-row products over every SM. */
         const int64_t groups = a->K / group_size(a->type);
-        while (tpr < 32 && tpr * 16 <= groups) tpr *= 2;
+        if (p->o.matvec_tpr) tpr = p->o.matvec_tpr;
+        else if (p->o.subgroups) tpr = 32;
+        else
+            while (tpr < 32 && tpr * 16 <= groups) tpr *= 2;
+        if (wg < 2 * tpr) wg = 2 * tpr;
         def_u(p, &d, "TPR", (uint64_t)tpr);
-        def_u(p, &d, "WG", 256);
+        def_u(p, &d, "WG", (uint64_t)wg);
+        if (p->o.subgroups) def_flag(p, &d, "SUBGROUPS");
         if (a->x_last) def_flag(p, &d, "X_LAST");
         if (a->norm_off >= 0) {
             def_flag(p, &d, "NORM");
@@ -513,26 +605,41 @@ static void mm_dispatch(plan *p, int32_t prog_id, const mm *a) {
         def_u(p, &d, "QD", (uint64_t)hp->n_head * (uint64_t)hp->head_dim);
         def_u(p, &d, "KD", (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim);
         def_u(p, &d, "NCTX", (uint64_t)p->o.n_ctx);
-        def_u(p, &d, "FREQ_OFF", (uint64_t)p->freq_off);
+        def_u(p, &d, "FREQ_OFF", (uint64_t)p->blk_freq[a->layer + 1]);
     } else if (a->epi == EPI_SWIGLU) {
         def_flag(p, &d, "EPI_SWIGLU");
         def_u(p, &d, "NFF", (uint64_t)hp->n_ff);
     } else if (a->epi == EPI_ADD) {
         def_flag(p, &d, "EPI_ADD");
     }
+    int64_t tm = 4, tn = 4;
+    if (!decode) {
+        /* Bigger tiles reuse each loaded weight and activation more, but need workgroup memory
+         * (32 floats of k per row and per token) and leave small products with few workgroups. */
+        const int64_t T = p->o.max_tokens, words = p->o.max_workgroup_storage / 4;
+        const int32_t tile = p->o.matmul_tile;
+        if (tile == 88 || (!tile && words >= 32 * 256 && ((a->n + 127) / 128) * ((T + 127) / 128) >= 256)) tm = tn = 8;
+        else if (tile == 84 || (!tile && words >= 32 * 192 && ((a->n + 127) / 128) * ((T + 63) / 64) >= 128)) tm = 8;
+        if (32 * 16 * (tm + tn) > words) tm = tn = 4;
+        if (32 * 16 * (tm + tn) * 4 > p->wg_storage) p->wg_storage = (uint32_t)(32 * 16 * (tm + tn) * 4);
+        def_u(p, &d, "TM", (uint64_t)tm);
+        def_u(p, &d, "TN", (uint64_t)tn);
+    }
     const int32_t pip = add_pipe(p, decode ? "matvec" : "matmul", "main", &d);
-    bind b[7] = {{p->params, 'u'}, {a->wbuf, 'r'}, {p->act[a->src], 'r'}, {p->vecbuf, 'r'}, {p->act[a->dst], 'w'}};
+    bind b[7] = {{p->params, 'u', 0, 0}, {a->wbuf, 'r', 0, 0}, {p->act[a->src], 'r', 0, 0}, vec_bind(p, a->layer),
+                 {p->act[a->dst], 'w', 0, 0}};
     int32_t nb = 5;
     if (a->epi == EPI_QKV) {
-        b[5] = (bind){p->kc[a->layer], 'w'};
-        b[6] = (bind){p->vc[a->layer], 'w'};
+        b[5] = (bind){p->kc[a->layer], 'w', 0, 0};
+        b[6] = (bind){p->vc[a->layer], 'w', 0, 0};
         nb = 7;
     }
     const char *kind = prog_id == P_HEAD || prog_id == P_HEAD_ALL ? "head" : decode ? "matvec" : "matmul";
     if (decode)
-        add_disp(p, prog_id, pip, kind, a->label, fixed((a->n + 256 / tpr - 1) / (256 / tpr)), fixed(1), fixed(1), b, nb);
+        add_disp(p, prog_id, pip, kind, a->label, fixed((a->n + wg / tpr - 1) / (wg / tpr)), fixed(1), fixed(1), b, nb);
     else
-        add_disp(p, prog_id, pip, kind, a->label, fixed((a->n + 63) / 64), per_tokens(1, 64), fixed(1), b, nb);
+        add_disp(p, prog_id, pip, kind, a->label, fixed((a->n + 16 * tm - 1) / (16 * tm)), per_tokens(1, 16 * tn),
+                 fixed(1), b, nb);
 }
 
 /* One matrix, split into parts where needed: each part is a dispatch over its rows. */
@@ -568,15 +675,15 @@ static void emit_embed(plan *p, int32_t prog_id, const nbl_op *op) {
         def_u(p, &d, "ROW0", (uint64_t)wp->row0[i]);
         def_u(p, &d, "NROWS", (uint64_t)(wp->row0[i + 1] - wp->row0[i]));
         def_u(p, &d, "YSTRIDE", (uint64_t)p->g->width[op->dst]);
-        const bind b[] = {{p->params, 'u'}, {wp->buf[i], 'r'}, {p->tokens, 'r'}, {p->act[op->dst], 'w'}};
+        const bind b[] = {B(p->params, 'u'), B(wp->buf[i], 'r'), B(p->tokens, 'r'), B(p->act[op->dst], 'w')};
         const int64_t groups = w->ne0 / group_size(w->type);
         add_disp(p, prog_id, add_pipe(p, "embed", "main", &d), "embed", "embed", fixed((groups + 63) / 64),
                  per_tokens(1, 1), fixed(1), b, 4);
     }
 }
 
-static void emit_rmsnorm(plan *p, int32_t prog_id, int32_t src, int32_t dst, int64_t norm_off, int32_t x_last,
-                         const char *label) {
+static void emit_rmsnorm(plan *p, int32_t prog_id, int32_t src, int32_t dst, int32_t layer, int64_t norm_off,
+                         int32_t x_last, const char *label) {
     defs d = {{0}, 0};
     def_u(p, &d, "K", (uint64_t)p->m->hp.n_embd);
     def_u(p, &d, "XSTRIDE", (uint64_t)p->g->width[src]);
@@ -584,7 +691,7 @@ static void emit_rmsnorm(plan *p, int32_t prog_id, int32_t src, int32_t dst, int
     def_u(p, &d, "NORM_OFF", (uint64_t)norm_off);
     def_f(p, &d, "EPS", p->m->hp.rms_eps);
     if (x_last) def_flag(p, &d, "X_LAST");
-    bind b[4] = {{p->params, 'u'}, {p->act[src], 'r'}, {p->vecbuf, 'r'}, {p->act[dst], 'w'}};
+    bind b[4] = {{p->params, 'u', 0, 0}, {p->act[src], 'r', 0, 0}, vec_bind(p, layer), {p->act[dst], 'w', 0, 0}};
     int32_t nb = 4;
     if (src == dst) { /* one binding cannot be both read-only and writable */
         def_flag(p, &d, "INPLACE");
@@ -602,9 +709,9 @@ static void emit_rope(plan *p, int32_t prog_id, const nbl_op *op) {
     def_u(p, &d, "NH", (uint64_t)op->n);
     def_u(p, &d, "HD", (uint64_t)hp->head_dim);
     def_u(p, &d, "STRIDE", (uint64_t)p->g->width[op->a]);
-    def_u(p, &d, "FREQ_OFF", (uint64_t)p->freq_off);
+    def_u(p, &d, "FREQ_OFF", (uint64_t)p->blk_freq[op->layer + 1]);
     if (hp->rope_mode == NBL_ROPE_NEOX) def_flag(p, &d, "ROPE_NEOX");
-    const bind b[] = {{p->params, 'u'}, {p->vecbuf, 'r'}, {p->act[op->a], 'w'}};
+    const bind b[] = {{p->params, 'u', 0, 0}, vec_bind(p, op->layer), {p->act[op->a], 'w', 0, 0}};
     const int64_t pairs = (int64_t)op->n * hp->head_dim / 2;
     add_disp(p, prog_id, add_pipe(p, "rope", "main", &d), "rope", "rope", fixed((pairs + 63) / 64),
              per_tokens(1, 1), fixed(1), b, 3);
@@ -618,11 +725,13 @@ static void emit_kv_store(plan *p, int32_t prog_id, const nbl_op *op) {
     def_u(p, &d, "HD", (uint64_t)hp->head_dim);
     def_u(p, &d, "NCTX", (uint64_t)p->o.n_ctx);
     def_u(p, &d, "STRIDE", (uint64_t)p->g->width[op->a]);
-    const bind b[] = {{p->params, 'u'}, {p->act[op->a], 'r'}, {p->act[op->b], 'r'},
-                      {p->kc[op->layer], 'w'}, {p->vc[op->layer], 'w'}};
+    const bind b[] = {B(p->params, 'u'), B(p->act[op->a], 'r'), B(p->act[op->b], 'r'),
+                      B(p->kc[op->layer], 'w'), B(p->vc[op->layer], 'w')};
     add_disp(p, prog_id, add_pipe(p, "kv_store", "main", &d), "kv_store", "kv_store", fixed((kd + 63) / 64),
              per_tokens(1, 1), fixed(1), b, 5);
 }
+
+#define ATT_CH 64 /* cache positions per decode attention workgroup */
 
 static void emit_attention(plan *p, int32_t prog_id, const nbl_op *op) {
     const nbl_hparams *hp = &p->m->hp;
@@ -635,12 +744,21 @@ static void emit_attention(plan *p, int32_t prog_id, const nbl_op *op) {
     def_f(p, &d, "SCALE", 1.0 / sqrt((double)hd));
     def_u(p, &d, "QSTRIDE", (uint64_t)p->g->width[op->a]);
     def_u(p, &d, "OSTRIDE", (uint64_t)p->g->width[op->dst]);
-    const bind b[] = {{p->params, 'u'}, {p->act[op->a], 'r'}, {p->kc[op->layer], 'r'}, {p->vc[op->layer], 'r'},
-                      {p->act[op->dst], 'w'}};
+    const bind b[] = {B(p->params, 'u'), B(p->act[op->a], 'r'), B(p->kc[op->layer], 'r'), B(p->vc[op->layer], 'r'),
+                      B(p->act[op->dst], 'w')};
     if (is_decode(prog_id)) {
-        def_u(p, &d, "WG", 256);
+        /* Flash-decoding: chunks of ATT_CH positions per workgroup, then one merge per head. */
+        def_u(p, &d, "CH", ATT_CH);
+        def_u(p, &d, "MAXCH", (uint64_t)p->att_maxch);
+        defs d2 = d;
+        def_flag(p, &d, "PASS_PART");
+        const bind bp[] = {B(p->params, 'u'), B(p->act[op->a], 'r'), B(p->kc[op->layer], 'r'), B(p->vc[op->layer], 'r'),
+                           B(p->att_part, 'w')};
         add_disp(p, prog_id, add_pipe(p, "attn_decode", "main", &d), "attention", "attention", fixed(hp->n_head),
-                 fixed(1), fixed(1), b, 5);
+                 per_var("n_kv", ATT_CH), fixed(1), bp, 5);
+        const bind bc[] = {B(p->params, 'u'), B(p->att_part, 'r'), B(p->act[op->dst], 'w')};
+        add_disp(p, prog_id, add_pipe(p, "attn_decode", "main", &d2), "attention", "attention.merge",
+                 fixed(hp->n_head), fixed(1), fixed(1), bc, 3);
         return;
     }
     /* Threads per token: the largest power of two <= 16 dividing the head; then the widest key
@@ -661,7 +779,7 @@ static void emit_swiglu(plan *p, int32_t prog_id, const nbl_op *op) {
     defs d = {{0}, 0};
     def_u(p, &d, "N", (uint64_t)op->n);
     def_u(p, &d, "STRIDE", (uint64_t)p->g->width[op->dst]);
-    const bind b[] = {{p->params, 'u'}, {p->act[op->b], 'r'}, {p->act[op->dst], 'w'}};
+    const bind b[] = {B(p->params, 'u'), B(p->act[op->b], 'r'), B(p->act[op->dst], 'w')};
     add_disp(p, prog_id, add_pipe(p, "swiglu", "main", &d), "swiglu", "swiglu", fixed((op->n + 255) / 256),
              per_tokens(1, 1), fixed(1), b, 3);
 }
@@ -671,7 +789,7 @@ static void emit_add(plan *p, int32_t prog_id, const nbl_op *op) {
     def_u(p, &d, "N", (uint64_t)op->n);
     def_u(p, &d, "YSTRIDE", (uint64_t)p->g->width[op->dst]);
     def_u(p, &d, "ASTRIDE", (uint64_t)p->g->width[op->b]);
-    const bind b[] = {{p->params, 'u'}, {p->act[op->b], 'r'}, {p->act[op->dst], 'w'}};
+    const bind b[] = {B(p->params, 'u'), B(p->act[op->b], 'r'), B(p->act[op->dst], 'w')};
     add_disp(p, prog_id, add_pipe(p, "add", "main", &d), "add", "add", fixed((op->n + 255) / 256),
              per_tokens(1, 1), fixed(1), b, 3);
 }
@@ -682,7 +800,7 @@ static void emit_select(plan *p, int32_t prog_id, const nbl_op *op, int32_t last
     def_u(p, &d, "XSTRIDE", (uint64_t)p->g->width[op->a]);
     def_u(p, &d, "YSTRIDE", (uint64_t)p->g->width[op->dst]);
     if (last) def_flag(p, &d, "X_LAST");
-    const bind b[] = {{p->params, 'u'}, {p->act[op->a], 'r'}, {p->act[op->dst], 'w'}};
+    const bind b[] = {B(p->params, 'u'), B(p->act[op->a], 'r'), B(p->act[op->dst], 'w')};
     add_disp(p, prog_id, add_pipe(p, "select_rows", "main", &d), "select", "select_rows",
              fixed((op->n + 255) / 256), last ? fixed(1) : per_tokens(1, 1), fixed(1), b, 3);
 }
@@ -692,7 +810,7 @@ static void emit_select(plan *p, int32_t prog_id, const nbl_op *op, int32_t last
 typedef struct walk {
     int32_t prog_id, fuse;
     /* A norm not yet executed (decode folds it into the products that read its output). */
-    int32_t norm_pending, norm_src, norm_dst, norm_last;
+    int32_t norm_pending, norm_src, norm_dst, norm_last, norm_layer;
     int64_t norm_off;
     /* After SELECT_ROWS of the last row with fusion: the head reads X's last row directly. */
     int32_t sel_pending, sel_src, sel_dst;
@@ -701,7 +819,7 @@ typedef struct walk {
 static void flush_norm(plan *p, walk *wk) {
     if (!wk->norm_pending) return;
     wk->norm_pending = 0;
-    emit_rmsnorm(p, wk->prog_id, wk->norm_src, wk->norm_dst, wk->norm_off, wk->norm_last, "rmsnorm");
+    emit_rmsnorm(p, wk->prog_id, wk->norm_src, wk->norm_dst, wk->norm_layer, wk->norm_off, wk->norm_last, "rmsnorm");
 }
 
 static void flush_select(plan *p, walk *wk, const nbl_op *sel) {
@@ -712,7 +830,7 @@ static void flush_select(plan *p, walk *wk, const nbl_op *sel) {
 
 static const nbl_op *at(const nbl_graph *g, int32_t i) { return i < g->n_ops ? &g->ops[i] : NULL; }
 
-static int64_t bias_or_none(plan *p, const float *v, int64_t n) { return v ? vec_put(p, v, n) : -1; }
+static int64_t bias_or_none(plan *p, int32_t layer, const float *v) { return v ? vec_off(p, layer, v) : -1; }
 
 /* The tensor's name without ".weight" (names are length-delimited in the reader). */
 static void weight_label(const plan *p, const nbl_weight *w, char *out, size_t cap) {
@@ -769,17 +887,7 @@ static int32_t emit_products(plan *p, walk *wk, int32_t i) {
         const nbl_weight *ws[3] = {op->w, o1->w, o2->w};
         const float *bs[3] = {op->vec, o1->vec, o2->vec};
         const int64_t rows[3] = {QD, KD, KD}, start[3] = {0, QD, QD + KD};
-        if (bs[0] || bs[1] || bs[2]) {
-            const int32_t l = op->layer;
-            if (l >= 0 && l < 1024 && p->bias_off[l] >= 0) {
-                a.bias_off = p->bias_off[l];
-            } else {
-                a.bias_off = vec_put(p, NULL, QD + 2 * KD);
-                for (int32_t k = 0; k < 3 && !p->st; k++)
-                    if (bs[k]) memcpy(p->vecs + a.bias_off + start[k], bs[k], (size_t)rows[k] * sizeof(float));
-                if (l >= 0 && l < 1024) p->bias_off[l] = (int32_t)a.bias_off;
-            }
-        }
+        if (bs[0] || bs[1] || bs[2]) a.bias_off = p->blk_qkv[op->layer + 1];
         a.epi = EPI_QKV;
         a.dst = op->dst;
         a.ystride = g->width[op->dst];
@@ -828,7 +936,7 @@ static int32_t emit_products(plan *p, walk *wk, int32_t i) {
         }
     }
     weight_label(p, op->w, label, sizeof label);
-    a.bias_off = bias_or_none(p, op->vec, op->n);
+    a.bias_off = bias_or_none(p, op->layer, op->vec);
     if (wk->fuse && o1 && o1->code == NBL_OP_ADD && o1->dst == o1->a && o1->b == op->dst && o1->dst != op->a) {
         a.epi = EPI_ADD;
         a.dst = o1->dst;
@@ -872,7 +980,7 @@ static void emit_program(plan *p, int32_t prog_id) {
         switch (op->code) {
         case NBL_OP_EMBED: emit_embed(p, prog_id, op); i++; break;
         case NBL_OP_RMSNORM: {
-            const int64_t off = vec_put(p, op->vec, op->n);
+            const int64_t off = vec_off(p, op->layer, op->vec);
             int32_t src = op->a, last = 0;
             if (wk.sel_pending && op->a == wk.sel_dst) { /* the head reads X's last row directly */
                 wk.sel_pending = 0;
@@ -885,10 +993,11 @@ static void emit_program(plan *p, int32_t prog_id) {
                 wk.norm_dst = op->dst;
                 wk.norm_off = off;
                 wk.norm_last = last;
+                wk.norm_layer = op->layer;
             } else if (wk.fuse && prog_id == P_HEAD_ALL && sel && src == op->dst && sel->dst == op->dst) {
-                emit_rmsnorm(p, prog_id, sel->a, op->dst, off, 0, "rmsnorm"); /* select(all) folded */
+                emit_rmsnorm(p, prog_id, sel->a, op->dst, op->layer, off, 0, "rmsnorm"); /* select(all) folded */
             } else {
-                emit_rmsnorm(p, prog_id, src, op->dst, off, last, "rmsnorm");
+                emit_rmsnorm(p, prog_id, src, op->dst, op->layer, off, last, "rmsnorm");
             }
             i++;
             break;
@@ -927,13 +1036,13 @@ static void emit_samplers(plan *p) {
     def_u(p, &d, "NV", (uint64_t)V);
     def_u(p, &d, "CHUNK", (uint64_t)chunk);
     def_u(p, &d, "NPART", (uint64_t)p->am_nparts);
-    const bind b1[] = {{p->params, 'u'}, {p->act[NBL_BUF_LOGITS], 'r'}, {p->am_part, 'w'}};
+    const bind b1[] = {B(p->params, 'u'), B(p->act[NBL_BUF_LOGITS], 'r'), B(p->am_part, 'w')};
     add_disp(p, P_ARGMAX, add_pipe(p, "argmax", "main", &d), "sample", "argmax.part", fixed(p->am_nparts), fixed(1),
              fixed(1), b1, 3);
     d = (defs){{0}, 0};
     def_u(p, &d, "NV", (uint64_t)V);
     def_u(p, &d, "NPART", (uint64_t)p->am_nparts);
-    const bind b2[] = {{p->params, 'u'}, {p->am_part, 'r'}, {p->am_out, 'w'}, {p->tokens, 'w'}};
+    const bind b2[] = {B(p->params, 'u'), B(p->am_part, 'r'), B(p->am_out, 'w'), B(p->tokens, 'w')};
     add_disp(p, P_ARGMAX, add_pipe(p, "argmax", "main", &d), "sample", "argmax.final", fixed(1), fixed(1), fixed(1),
              b2, 4);
 
@@ -943,14 +1052,14 @@ static void emit_samplers(plan *p) {
     def_u(p, &d, "CHUNK", (uint64_t)p->tk_chunk);
     def_u(p, &d, "NPART", (uint64_t)p->tk_nparts);
     def_u(p, &d, "KK", (uint64_t)p->o.top_k);
-    const bind b3[] = {{p->params, 'u'}, {p->act[NBL_BUF_LOGITS], 'r'}, {p->tk_cand, 'w'}};
+    const bind b3[] = {B(p->params, 'u'), B(p->act[NBL_BUF_LOGITS], 'r'), B(p->tk_cand, 'w')};
     add_disp(p, P_TOPK, add_pipe(p, "topk", "main", &d), "sample", "topk.part", fixed(p->tk_nparts), fixed(1),
              fixed(1), b3, 3);
     d = (defs){{0}, 0};
     def_u(p, &d, "NV", (uint64_t)V);
     def_u(p, &d, "NPART", (uint64_t)p->tk_nparts);
     def_u(p, &d, "KK", (uint64_t)p->o.top_k);
-    const bind b4[] = {{p->params, 'u'}, {p->tk_cand, 'r'}, {p->tk_out, 'w'}};
+    const bind b4[] = {B(p->params, 'u'), B(p->tk_cand, 'r'), B(p->tk_out, 'w')};
     add_disp(p, P_TOPK, add_pipe(p, "topk", "main", &d), "sample", "topk.final", fixed(1), fixed(1), fixed(1), b4, 3);
 }
 
@@ -982,6 +1091,9 @@ static void make_buffers(plan *p) {
         snprintf(name, sizeof name, "cache.v.%d", l);
         p->vc[l] = add_buf(p, name, kv, U_STORAGE);
     }
+    p->att_maxch = (p->o.n_ctx + ATT_CH - 1) / ATT_CH;
+    p->att_part = add_buf(p, "attention.part", (uint64_t)hp->n_head * (uint64_t)p->att_maxch *
+                                                   ((uint64_t)hp->head_dim + 2) * 4, U_STORAGE);
     const int64_t V = hp->n_vocab;
     p->am_nparts = (int32_t)((V + 1023) / 1024 < 256 ? (V + 1023) / 1024 : 256);
     p->am_part = add_buf(p, "argmax.part", (uint64_t)p->am_nparts * 8, U_STORAGE);
@@ -993,19 +1105,7 @@ static void make_buffers(plan *p) {
     /* The vector table's size is known only at the end; its slot is reserved now. */
     p->vecbuf = add_buf(p, "vecs", 16, U_STORAGE);
     if (p->vecbuf >= 0) p->bufs[p->vecbuf].is_vecs = 1;
-    for (int32_t l = 0; l < 1024; l++) p->bias_off[l] = -1;
-    /* Rope frequencies per pair i: theta_scale^i (by repeated multiplication in float, as the CPU
-     * path) divided by the model's frequency factors. */
-    float freq[1024];
-    const int32_t half = hp->head_dim / 2;
-    const float ts = powf(hp->rope_theta, -2.0f / (float)hp->head_dim);
-    float f = 1.0f;
-    for (int32_t i = 0; i < half && i < 1024; i++) {
-        freq[i] = f / (p->m->rope_freqs ? p->m->rope_freqs[i] : 1.0f);
-        f *= ts;
-    }
-    p->freq_off = vec_put(p, NULL, half);
-    if (!p->st) memcpy(p->vecs + p->freq_off, freq, (size_t)half * sizeof(float));
+    build_vectors(p);
 }
 
 /* ---- JSON ------------------------------------------------------------------------------------- */
@@ -1044,8 +1144,9 @@ static void write_json(plan *p, sbuf *s) {
               "\"maxBufferSize\":%llu,\"maxStorageBuffersPerShaderStage\":%u,"
               "\"maxComputeWorkgroupStorageSize\":%u,\"maxComputeInvocationsPerWorkgroup\":256,"
               "\"maxComputeWorkgroupSizeX\":256}},\n",
-              p->o.f16 ? "\"shader-f16\"" : "", (unsigned long long)maxbuf, (unsigned long long)maxbuf,
-              p->max_storage, p->o.max_workgroup_storage < 16384 ? p->o.max_workgroup_storage : 16384);
+              p->o.f16 && p->o.subgroups ? "\"shader-f16\",\"subgroups\"" : p->o.f16 ? "\"shader-f16\"" : p->o.subgroups ? "\"subgroups\"" : "",
+              (unsigned long long)maxbuf, (unsigned long long)maxbuf,
+              p->max_storage, p->wg_storage);
     sb_printf(s, "\"bytes\":{\"weights\":%llu,\"cache\":%llu,\"other\":%llu,\"total\":%llu},\n",
               (unsigned long long)wbytes, (unsigned long long)kvbytes, (unsigned long long)other,
               (unsigned long long)(wbytes + kvbytes + other));
@@ -1099,11 +1200,18 @@ static void write_json(plan *p, sbuf *s) {
             sb_printf(s, "%s\n{\"pipeline\":%d,\"kind\":\"%s\",\"label\":", j ? "," : "", d->pipe, d->kind);
             sb_jstr(s, d->label, strlen(d->label));
             sb_printf(s, ",\"grid\":[");
-            for (int32_t g = 0; g < 3; g++)
-                sb_printf(s, "%s[%lld,%lld,%lld]", g ? "," : "", (long long)d->g[g].a, (long long)d->g[g].b,
+            for (int32_t g = 0; g < 3; g++) {
+                sb_printf(s, "%s[%lld,%lld,%lld", g ? "," : "", (long long)d->g[g].a, (long long)d->g[g].b,
                           (long long)d->g[g].div);
+                if (d->g[g].var) sb_printf(s, ",\"%s\"", d->g[g].var);
+                sb_printf(s, "]");
+            }
             sb_printf(s, "],\"bind\":[");
-            for (int32_t b = 0; b < d->nb; b++) sb_printf(s, "%s[%d,\"%c\"]", b ? "," : "", d->b[b].buf, d->b[b].access);
+            for (int32_t b = 0; b < d->nb; b++) {
+                sb_printf(s, "%s[%d,\"%c\"", b ? "," : "", d->b[b].buf, d->b[b].access);
+                if (d->b[b].size) sb_printf(s, ",%llu,%llu", (unsigned long long)d->b[b].off, (unsigned long long)d->b[b].size);
+                sb_printf(s, "]");
+            }
             sb_printf(s, "]}");
         }
         sb_printf(s, "]");
@@ -1129,6 +1237,11 @@ static void plan_free(plan *p) {
     free(p->vecs);
     free(p->vec_src);
     free(p->vec_at);
+    free(p->vec_blk);
+    free(p->blk_start);
+    free(p->blk_n);
+    free(p->blk_qkv);
+    free(p->blk_freq);
     free(p->kc);
     free(p->vc);
 }
@@ -1142,6 +1255,7 @@ nbl_status nbl_gpu_plan_json(const nbl_model *m, const nbl_gpu_plan_opts *opt, c
     memset(&p, 0, sizeof p);
     p.m = m;
     p.err = err;
+    p.wg_storage = 16384;
     nbl_gpu_plan_opts_init(&p.o);
     if (opt) p.o = *opt;
     nbl_gpu_plan_opts *o = &p.o;
@@ -1157,6 +1271,12 @@ nbl_status nbl_gpu_plan_json(const nbl_model *m, const nbl_gpu_plan_opts *opt, c
     if (!o->max_buffer_size) o->max_buffer_size = (uint64_t)256 << 20;
     if (!o->max_workgroup_storage) o->max_workgroup_storage = 16384;
     if (o->top_k > 256) return nbl_set_err(err, NBL_E_ARG, "gpu plan: top_k %d is above 256", o->top_k);
+    if (o->matvec_tpr && (o->matvec_tpr < 4 || o->matvec_tpr > 64 || (o->matvec_tpr & (o->matvec_tpr - 1))))
+        return nbl_set_err(err, NBL_E_ARG, "gpu plan: matvec_tpr %d (want 4..64, a power of 2)", o->matvec_tpr);
+    if (o->matvec_wg && (o->matvec_wg < 64 || o->matvec_wg > 256 || (o->matvec_wg & (o->matvec_wg - 1))))
+        return nbl_set_err(err, NBL_E_ARG, "gpu plan: matvec_wg %d (want 64, 128 or 256)", o->matvec_wg);
+    if (o->matmul_tile && o->matmul_tile != 44 && o->matmul_tile != 84 && o->matmul_tile != 88)
+        return nbl_set_err(err, NBL_E_ARG, "gpu plan: matmul_tile %d (want 44, 84 or 88)", o->matmul_tile);
     if (o->max_tokens > 65535 * 64) return nbl_set_err(err, NBL_E_ARG, "gpu plan: max_tokens too large");
     if (o->max_workgroup_storage < 16384)
         return nbl_set_err(err, NBL_E_UNSUPPORTED, "gpu plan: the kernels need 16 KiB of workgroup memory, the "

@@ -50,6 +50,7 @@ export function planOptionsFor(adapter, { f16 = 'auto' } = {}) {
     max_buffer_size: Number(L.maxBufferSize),
     max_workgroup_storage: Number(L.maxComputeWorkgroupStorageSize),
     f16: f16 === 'auto' ? adapter.features.has('shader-f16') : !!f16,
+    subgroups: adapter.features.has('subgroups'),
   };
 }
 
@@ -279,7 +280,7 @@ export class GpuExecutor {
       this.bindGroups[name] = prog.map((d, j) => device.createBindGroup({
         label: `${name}.${j}.${d.label}`,
         layout: this.layouts[d.pipeline],
-        entries: d.bind.map((b, k) => ({ binding: k, resource: { buffer: this.buffers[b[0]] } })),
+        entries: d.bind.map((b, k) => ({ binding: k, resource: b[3] ? { buffer: this.buffers[b[0]], offset: b[2], size: b[3] } : { buffer: this.buffers[b[0]] } })),
       }));
     }
   }
@@ -348,7 +349,7 @@ export class GpuExecutor {
       const n = programs.reduce((s, p) => s + plan.programs[p].length, 0);
       qs = device.createQuerySet({ type: 'timestamp', count: 2 * n });
     }
-    const grid = (g) => g[0] + (g[1] ? g[1] * Math.ceil(nTok / g[2]) : 0);
+    const grid = (g) => g[0] + (g[1] ? g[1] * Math.ceil(v[g[3] ?? 'n_tokens'] / g[2]) : 0);
     let pass = prof ? null : enc.beginComputePass();
     let last = null;
     for (const p of programs) {

@@ -89,6 +89,17 @@ test('worker engine on the single-threaded build: stream, abort midway, chat aga
   await streamAbortChat(false);
 });
 
+test('the same engine in the page (worker: false) streams too', async () => {
+  await open(plain);
+  const info = await call((m) => nbl.load({ model: m, nCtx: 256, worker: false }), `/fixtures/models/${FILE}`);
+  assert.equal(info.worker, undefined);
+  assert.equal(info.threaded, false);
+  const s = await call(() => nbl.stream({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0 }));
+  assert.equal(s.error, null, JSON.stringify(s.error));
+  assert.ok(['stop', 'length'].includes(s.chunks.at(-1).choices[0].finish_reason));
+  await call(() => nbl.dispose());
+});
+
 test('worker engine on the threaded build (COOP/COEP): stream, abort midway, chat again', async () => {
   await open(isolated);
   assert.equal(await call(() => nbl.isolated()), true);

@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startServer, FIXTURES_DIR, REPO_ROOT } from '../server/server.mjs';
 import { launchBrowser } from '../browser/browser.mjs';
+import { createServer as createAppServer } from '../../scripts/serve.mjs';
 
 const FIXTURE = path.join(FIXTURES_DIR, 'models', 'qwen2-tiny-realvocab-q8_0.gguf');
 const BYTES = fs.readFileSync(FIXTURE);
@@ -24,16 +25,18 @@ const SHOTS = path.join(REPO_ROOT, 'build', 'screenshots');
 const WORK = path.join(REPO_ROOT, 'build', 'demo-test');
 const MiB = 1 << 20;
 const THROTTLE = 3_000_000; // bytes/s: the 16 MB install takes a few seconds, long enough to watch
-// The page is served cross-origin isolated, as scripts/serve.mjs serves it (threaded build);
-// NBL_DEMO_ISOLATED=0 serves it without COOP/COEP (single-threaded build) to tell the two apart.
+// The page comes from scripts/serve.mjs, as `bash scripts/start.sh` serves it: cross-origin
+// isolated (threaded build). NBL_DEMO_ISOLATED=0 serves it without COOP/COEP (single-threaded
+// build) to tell the two apart. The catalog and the model come from the test server, another
+// origin, as a model host would be.
 const ISOLATED = process.env.NBL_DEMO_ISOLATED !== '0';
 
-let browser, page, site, mock;
+let browser, page, app, site, mock;
 const mockRequests = [];
 
 // The page's configuration, as a web developer would set it (window.NBL_CONFIG before app.js).
 const CONFIG = {
-  catalog: '/build/demo-test/catalog.json',
+  catalog: null, // the test server's /build/demo-test/catalog.json, set once it listens
   store: { chunkSize: MiB },
   engine: { nCtx: 2048 },
   maxTokens: 48,
@@ -85,8 +88,19 @@ const shot = (name) => page.screenshot({ path: path.join(SHOTS, `demo-${name}.pn
 const waitFor = (fn, arg, timeout = 20000) => page.waitForFunction(fn, arg, { timeout, polling: 50 });
 const phase = () => call(() => nblDemo.installer.state.phase);
 
+async function startApp() {
+  const server = createAppServer({ root: path.join(REPO_ROOT, 'web'), isolate: ISOLATED });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const sockets = new Set();
+  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(r); }),
+  };
+}
+
 async function open() {
-  await page.goto(`${site.url}/web/demo/index.html`);
+  await page.goto(`${app.url}/demo/`);
   await waitFor(() => window.nblDemo?.state === 'ready' || window.nblDemo?.state === 'error', null, 15000);
   assert.equal(await call(() => nblDemo.state), 'ready', `${await call(() => nblDemo.error)}${logs()}`);
 }
@@ -115,10 +129,12 @@ before(async () => {
   for (const f of ['nbl-st.mjs', 'nbl-mt.mjs']) {
     assert.ok(fs.existsSync(path.join(REPO_ROOT, 'web/dist', f)), `web/dist/${f} is missing: run make wasm`);
   }
-  site = await startServer({ coopCoep: ISOLATED, files: { 'tiny.gguf': FIXTURE } });
+  site = await startServer({ files: { 'tiny.gguf': FIXTURE } });
+  app = await startApp();
+  CONFIG.catalog = `${site.url}/build/demo-test/catalog.json`;
   mock = await startMock();
   browser = await launchBrowser();
-  await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: site.url });
+  await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: app.url });
   await browser.context.addInitScript((c) => { window.NBL_CONFIG = c; }, CONFIG);
   page = await browser.newPage();
   await page.setViewportSize({ width: 1280, height: 800 });
@@ -126,6 +142,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  await app?.close();
   await site?.close();
   await mock?.close();
 });
@@ -506,7 +523,7 @@ test('a device that cannot run the model says so and uses the server model', asy
   try {
     // No WebAssembly, no WebGPU: nothing here can run the model. The server set up earlier stays.
     await other.addInitScript(() => { delete globalThis.WebAssembly; Object.defineProperty(navigator, 'gpu', { value: undefined }); });
-    await other.goto(`${site.url}/web/demo/index.html`);
+    await other.goto(`${app.url}/demo/`);
     await other.waitForFunction(() => window.nblDemo?.state === 'ready', null, { timeout: 15000 });
     assert.equal(await other.textContent('#capability [data-slot="summary"]'), 'This device cannot run it: using the server model.');
     assert.equal(await other.isVisible('[data-action="install"]'), false, 'no Install where the model cannot run');

@@ -109,7 +109,7 @@ export function golden(model) {
  * + decode steps, against llama.cpp and the CPU path; greedy tokens with argmax and the token
  * feedback on the GPU; top-k against the logits row. Returns the list of failures.
  */
-export async function checkModel(ctx, model, mode, { nGreedy, maxRows } = {}) {
+export async function checkModel(ctx, model, mode, { nGreedy, maxRows, planArgs = [] } = {}) {
   const g = golden(model);
   // The default run checks at most 40 rows (stories260K has 201), all of them when thorough.
   const rows = Math.min(g.logits_rows, maxRows ?? (THOROUGH ? Infinity : 40));
@@ -118,6 +118,8 @@ export async function checkModel(ctx, model, mode, { nGreedy, maxRows } = {}) {
   const V = g.n_vocab, seq = g.seq, n = seq.length;
   const extra = ['--max-tokens', String(n), '--logit-rows', String(n), '--top-k', '8', '-c', String(n + 8)];
   if (mode === 'unfused') extra.push('--unfused');
+  if (mode === 'subgroups') extra.push('--subgroups');
+  extra.push(...planArgs);
   const planUrl = plan(ctx, model, extra, mode);
   const nPrompt = g.prompt_tokens.length;
   const greedySteps = Math.min(g.greedy_tokens.length, nGreedy ?? (THOROUGH ? Infinity : 6));

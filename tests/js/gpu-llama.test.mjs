@@ -1,4 +1,4 @@
-// The WebGPU path on llama fixtures (adjacent-pair rope, 8 heads over 2 KV heads, separate output head): Q6_K, Q3_K_M (Q3_K/Q4_K/Q5_K), F16.
+// The WebGPU path on llama fixtures (adjacent-pair rope, 8 heads over 2 KV heads, separate output head): Q6_K and Q3_K_M (Q3_K, Q4_K, Q5_K).
 // Comparisons and tolerances: see gpu-common.mjs.
 
 import { test } from 'node:test';
@@ -10,7 +10,6 @@ const ctx = setup();
 for (const [model, mode] of [
   ['llama-k256-q6_k', 'fused'],
   ['llama-k256-q3_k_m', 'fused'],
-  ['llama-k256-f16', 'fused'],
 ]) {
   test(`${model} (${mode}): GPU logits match llama.cpp and the CPU path; greedy tokens agree`, async () => {
     const fails = await checkModel(ctx, model, mode);

@@ -1,23 +1,14 @@
-// The WebGPU path on the rest: stories260K (a real trained model, F32, head_dim 8, n_ff 172),
-// an unfused plan (one dispatch per graph op: every single-op kernel), Q5_0, tensors split over
-// several bindings, and plans refused before any download with a message that says why.
-// Comparisons and tolerances: see gpu-common.mjs.
+// WebGPU limits: tensors split over several bindings, and plans refused before any download with a
+// message that says why. Comparisons and tolerances: see gpu-common.mjs.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { setup, checkModel, plan, golden, compareRow, tolerance, f32, NBL, MODELS } from './gpu-common.mjs';
+import { setup, plan, golden, compareRow, tolerance, f32, NBL, MODELS } from './gpu-common.mjs';
 
 const ctx = setup();
-
-for (const [model, mode] of [['stories260K', 'fused'], ['llama-k256-q4_0', 'unfused'], ['qwen2-k256-q5_0', 'fused']]) {
-  test(`${model} (${mode}): GPU logits match llama.cpp and the CPU path; greedy tokens agree`, async () => {
-    const fails = await checkModel(ctx, model, mode);
-    assert.deepEqual(fails.slice(0, 12), [], `${fails.length} failures`);
-  });
-}
 
 test('tensors larger than one binding are split over several buffers and still match', async () => {
   // A 96 KiB binding limit splits the 1280-row embedding / output head (tied in qwen2) and the
@@ -29,13 +20,15 @@ test('tensors larger than one binding are split over several buffers and still m
   const p = JSON.parse(fs.readFileSync(path.join(ctx.tmp, `${model}.split.json`), 'utf8'));
   assert.ok(p.buffers.filter((b) => b.name.startsWith('w.token_embd.')).length >= 4, 'embedding split into parts');
   assert.ok(p.buffers.every((b) => b.usage !== 'storage' || b.size <= 96 << 10), 'every binding within the limit');
-  const nPrompt = g.prompt_tokens.length;
+  // The prompt in one prefill step, then four decode steps: rows nPrompt - 1 .. nPrompt + 3.
+  const nPrompt = g.prompt_tokens.length, last = nPrompt + 4;
   const out = await ctx.page.evaluate((cfg) => window.gpuRun(cfg), {
-    planUrl: url, modelUrl: `/fixtures/models/${model}.gguf`, seq: g.seq, nPrompt, chunk: 64, nGreedy: 1, modes: ['decode'],
+    planUrl: url, modelUrl: `/fixtures/models/${model}.gguf`, seq: g.seq.slice(0, last), nPrompt, chunk: 64, nGreedy: 1,
+    modes: ['decode'],
   });
   const fails = [];
   const dec = f32(out.decode), V = g.n_vocab;
-  for (let r = nPrompt - 1; r < g.logits_rows; r++) {
+  for (let r = nPrompt - 1; r < last; r++) {
     compareRow(dec.subarray((r - nPrompt + 1) * V, (r - nPrompt + 2) * V), g.logits.subarray(r * V, (r + 1) * V),
       tolerance(model), fails, `row ${r}`);
   }
@@ -50,8 +43,8 @@ test('a plan larger than the memory budget is refused before loading, saying why
 });
 
 test('a plan needing more than the adapter offers is refused, naming the limit', async () => {
-  const url = plan(ctx, 'qwen2-k256-q4_0', ['--max-binding', String(8 << 30), '--max-buffer', String(8 << 30),
-    '-c', '2000000'], 'huge');
+  const url = plan(ctx, 'qwen2-k256-q4_0', ['--max-binding', String(8 * 2 ** 30), '--max-buffer', String(8 * 2 ** 30),
+    '-c', '3000000'], 'huge');
   const msg = await ctx.page.evaluate(([u]) => window.gpuCheck(u), [url]);
   assert.match(msg ?? '', /GpuPlanError: the model needs maxStorageBufferBindingSize >= \d+, the adapter offers/);
 });
