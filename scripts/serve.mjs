@@ -42,12 +42,17 @@ function parseArgs(argv) {
   return o;
 }
 
-/** Creates the server (not listening yet). root: the folder served at /. */
-export function createServer({ root }) {
+/**
+ * Creates the server (not listening yet). root: the folder served at /; isolate: send COOP/COEP
+ * (default true; false serves the page as most static hosts do, single-threaded).
+ */
+export function createServer({ root, isolate = true }) {
   root = path.resolve(root);
   return http.createServer((req, res) => {
-    res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
-    res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+    if (isolate) {
+      res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+      res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+    }
     res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
     res.setHeader('X-Content-Type-Options', 'nosniff');
     if (req.method !== 'GET' && req.method !== 'HEAD') {

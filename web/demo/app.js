@@ -12,7 +12,7 @@ import { Conversations, bindConversationList } from './conversations.js';
 import { Memory, bindMemoryPanel } from './memory.js';
 import { LocalModel } from './local.js';
 import { Chat } from './chat.js';
-import { el, $, formatBytes } from './util.js';
+import { el, $, formatBytes, loadJSON, saveJSON } from './util.js';
 
 const app = { perf, state: 'starting' };
 globalThis.nblDemo = app; // for developers' consoles and the end-to-end test
@@ -25,17 +25,25 @@ function fatal(message) {
 }
 
 async function loadCatalog(url) {
-  let r;
+  // The last catalog fetched is kept, so that an installed model works offline even when the
+  // catalog lives on another origin (which the service worker leaves alone).
+  const key = `catalog:${url}`;
+  let json;
   try {
-    r = await fetch(url);
+    const r = await fetch(url);
+    if (!r.ok) throw new Error(`it answered HTTP ${r.status}`);
+    json = await r.json();
+    json = { ...json, base: r.url || url };
+    saveJSON(key, json);
   } catch (e) {
-    throw new Error(`the model catalog ${url} cannot be fetched (${e.message})`);
+    json = loadJSON(key, null);
+    if (!json) throw new Error(`the model catalog ${url} cannot be fetched (${e.message})`);
   }
-  if (!r.ok) throw new Error(`the model catalog ${url} answered HTTP ${r.status}`);
-  const json = await r.json();
+  const base = json.base ?? url;
+  delete json.base;
   // Model URLs may be relative to the catalog, for sites that host the files themselves.
   for (const m of Array.isArray(json?.models) ? json.models : []) {
-    const abs = (u) => (typeof u === 'string' ? new URL(u, r.url || url).href : u);
+    const abs = (u) => (typeof u === 'string' ? new URL(u, base).href : u);
     if (m.url) m.url = abs(m.url);
     if (Array.isArray(m.urls)) m.urls = m.urls.map(abs);
   }
