@@ -32,10 +32,12 @@ const best = (xs) => (xs.length ? Math.max(...xs) : NaN);
 const fmt = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 
 // nbl bench's tgN (llama-bench's method), one timed run per call, best of reps calls.
-function native(t) {
+// isa: NBL_ISA (e.g. 'ref', the portable scalar kernels the wasm build falls back to).
+function native(t, isa = '') {
   const rates = [];
   for (let i = 0; i < reps; i++) {
-    const r = spawnSync(nbl, ['bench', '-m', model, '-p', '0', '-n', String(n), '-t', String(t), '-r', '1'], { encoding: 'utf8' });
+    const r = spawnSync(nbl, ['bench', '-m', model, '-p', '0', '-n', String(n), '-t', String(t), '-r', '1'],
+      { encoding: 'utf8', env: { ...process.env, NBL_ISA: isa } });
     const m = /\|\s*tg\d+\s*\|\s*([\d.]+)/.exec(r.stdout ?? '');
     if (!m) throw new Error(`nbl bench failed: ${r.stderr || r.stdout}`);
     rates.push(Number(m[1]));
@@ -52,7 +54,10 @@ try {
   const page = await browser.newPage();
   for (const c of cfgs) {
     const r = (results[c.label] = {});
-    if (only.includes('native')) r.native = native(c.t);
+    if (only.includes('native')) {
+      r.native = native(c.t);
+      r.nativeRef = native(c.t, 'ref');
+    }
     await page.goto(`${(c.isolated ? iso : plain).url}/bench/pages/wasm.html`);
     await page.waitForFunction(() => window.benchReady === true, null, { timeout: 30000 });
     const o = { model: '/models/bench.gguf', threads: c.t, n, reps };
@@ -62,6 +67,7 @@ try {
       if (x.threads !== c.t) throw new Error(`nbl wasm ran ${x.threads} threads, wanted ${c.t}`);
       r.tg = best(x.tg);
       r.gen = best(x.gen);
+      r.kernels = x.kernels;
     }
     if (only.includes('wllama')) {
       const y = await page.evaluate((a) => window.bench.wllama(a), o);
@@ -76,9 +82,10 @@ try {
 }
 
 console.log(`\ndecode tokens/s, ${path.basename(model)}, ${n} tokens, best of ${reps}, ${os.cpus().length} CPUs, load average ${os.loadavg()[0].toFixed(1)}`);
-console.log('| threads | native tg | wasm tg | wasm/native | wasm gen | wllama gen | wasm/wllama |');
-console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| threads | native tg | wasm tg (kernels) | wasm/native | native tg, scalar ref kernels | wasm/native-ref | wasm gen | wllama gen | wasm/wllama |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const [label, r] of Object.entries(results)) {
-  console.log(`| ${label} | ${fmt(r.native)} | ${fmt(r.tg)} | ${fmt(r.tg / r.native)}x | ${fmt(r.gen)} | ${fmt(r.wllama)} | ${fmt(r.gen / r.wllama)}x |`);
+  console.log(`| ${label} | ${fmt(r.native)} | ${fmt(r.tg)} (${r.kernels ?? '?'}) | ${fmt(r.tg / r.native)}x | ${fmt(r.nativeRef)} | ${fmt(r.tg / r.nativeRef)}x | ` +
+    `${fmt(r.gen)} | ${fmt(r.wllama)} | ${fmt(r.gen / r.wllama)}x |`);
 }
 console.log('targets: wasm/native >= 0.6x, wasm/wllama >= 1.5x');

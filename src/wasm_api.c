@@ -3,6 +3,7 @@
  * token per call, tokenizing and raw logits. Only plain numbers and pointers cross the boundary,
  * and all model logic stays in C. Compiled only by Emscripten; native builds see an empty file. */
 #ifdef __EMSCRIPTEN__
+#include "kernels.h"
 #include "nbl_impl.h"
 
 #include <emscripten.h>
@@ -260,8 +261,11 @@ API const char *nblw_model_info(const nblw_model *w) {
     out_fmt(",\"n_params\":%.0f,\"weight_bytes\":%.0f", (double)i.n_params, (double)i.weight_bytes);
     out_raw(",\"chat_template\":", 17);
     out_str(family);
-    out_fmt(",\"chat_template_recognised\":%s,\"threaded\":%s}", tmpl && recognised ? "true" : "false",
+    out_fmt(",\"chat_template_recognised\":%s,\"threaded\":%s", tmpl && recognised ? "true" : "false",
             nblw_threaded() ? "true" : "false");
+    out_raw(",\"kernels\":", 11);
+    out_str(nbl_kernels_best()->name);
+    out_raw("}", 1);
     return nblw_out();
 }
 

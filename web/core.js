@@ -191,8 +191,12 @@ export class Core {
 
   // ---- sessions -----------------------------------------------------------------------------
 
-  /** A session (KV cache) on model. nCtx 0 = min(training context, 4096). */
+  /** A session (KV cache) on model. nCtx 0 = min(training context, 4096); threads at most
+   * the count the core was loaded with. */
   newSession(model, { nCtx = 0, nBatch = 0, threads = this.threads } = {}) {
+    // Only the workers started with the module exist: a thread created later would not start
+    // until this thread yields, while the kernels' pool waits for it.
+    threads = Math.max(1, Math.min(threads, this.threads));
     const h = this.mod._nblw_session_new(model.h, nCtx, nBatch, threads) >>> 0;
     if (!h) throw this.error();
     return new CoreSession(this, model, h);

@@ -30,7 +30,7 @@ self.onmessage = async (e) => {
       const genRate = (k + 1) / ((performance.now() - t0) / 1000);
       if (rep > 0) { tg.push(tgRate); gen.push(genRate); }
     }
-    postMessage({ ok: true, tg, gen, threaded: core.threaded, threads: core.threads });
+    postMessage({ ok: true, tg, gen, threaded: core.threaded, threads: core.threads, kernels: m.info.kernels });
     s.dispose();
     m.dispose();
     core.terminate();

@@ -1,0 +1,71 @@
+// TypeScript declarations for web/core.js: the WebAssembly build of the C library, wrapped.
+
+export declare function threadsAvailable(): boolean;
+export declare function hardwareThreads(): number;
+export declare function defaultThreads(): number;
+
+export declare const FINISH: Readonly<{ NONE: 0; STOP: 1; LENGTH: 2 }>;
+export declare const TOK_ADD_BOS: 1;
+export declare const TOK_PARSE_SPECIAL: 2;
+
+export declare class CoreError extends Error {
+  /** The nbl_status number. */
+  status: number;
+  /** Its name: 'arg' | 'io' | 'format' | 'unsupported' | 'nomem' | 'context' | 'state'. */
+  code: string;
+}
+
+export interface LoadCoreOptions {
+  /** 'auto' or a count; 1 picks the single-threaded build, more the threaded one when available. */
+  threads?: 'auto' | number;
+  /** Folder holding nbl-st.mjs / nbl-mt.mjs (default: web/dist/ next to core.js). */
+  dist?: string | URL;
+}
+
+export declare function loadCore(options?: LoadCoreOptions): Promise<Core>;
+
+export type ModelSource = ArrayBuffer | ArrayBufferView | Blob | Response | { size: number; stream: ReadableStream<Uint8Array> };
+
+export declare class Core {
+  readonly threaded: boolean;
+  readonly threads: number;
+  readonly simd: boolean;
+  /** The Emscripten module (for tests and tools). */
+  readonly mod: any;
+  readonly heapU8: Uint8Array;
+  /** Bytes the module may address, and bytes below its heap top. */
+  memory(): { max: number; used: number };
+  /** Room for a model of size bytes; throws before allocating when it cannot fit. */
+  allocModel(size: number): number;
+  openModelAt(ptr: number, size: number, options?: { vocabOnly?: boolean }): CoreModel;
+  /** Streams the bytes straight into wasm memory (no second whole-file copy). */
+  openModel(source: ModelSource, options?: {
+    onProgress?: (p: { loaded: number; total: number }) => void;
+    signal?: AbortSignal;
+    vocabOnly?: boolean;
+  }): Promise<CoreModel>;
+  newSession(model: CoreModel, options?: { nCtx?: number; nBatch?: number; threads?: number }): CoreSession;
+  /** Stops the threaded build's workers. */
+  terminate(): void;
+}
+
+export declare class CoreModel {
+  readonly info: import('./engine.js').ModelInfo;
+  tokenize(text: string, options?: { addBos?: boolean; parseSpecial?: boolean }): Int32Array;
+  tokenText(id: number, options?: { special?: boolean }): string;
+  renderChat(messages: Array<{ role: string; content: unknown }>, options?: { template?: string; addGenerationPrompt?: boolean }): string;
+  dispose(): void;
+}
+
+export declare class CoreSession {
+  readonly nCtx: number;
+  readonly pos: number;
+  truncate(nKeep: number): void;
+  eval(tokens: ArrayLike<number>, options?: { logitsAll?: boolean }): void;
+  logits(row?: number): Float32Array | null;
+  startChat(messages: Array<{ role: string; content: unknown }>, params?: object): void;
+  startTokens(tokens: ArrayLike<number>, params?: object): void;
+  next(): { text: string; finish: 0 | 1 | 2; token: number };
+  usage(): { prompt_tokens: number; cached_tokens: number; completion_tokens: number; dropped_messages: number };
+  dispose(): void;
+}
