@@ -92,7 +92,7 @@ void nbl_dequant_row(uint32_t type, const void *src, float *dst, int64_t n);
 float nbl_vec_dot_ref(uint32_t type, const void *w, const float *x, int64_t n);
 /* 1 when nbl_quant_row supports type. */
 int nbl_type_can_quantize(uint32_t type);
-/* Reference quantizer (round-to-nearest with the standard scale search of each format).
+/* Quantizer (quantizer.c): scales searched for the least squared error, stored unbiased.
  * imatrix (may be NULL): per-column importance weights, n of them, used to weight the error. */
 void nbl_quant_row(uint32_t type, const float *src, void *dst, int64_t n, const float *imatrix);
 

@@ -1,7 +1,7 @@
 /* test_quant.c — block formats against outside references: exhaustive fp16/bf16 checks against
  * the IEEE definition, hand-built blocks written from the ggml format description, llama.cpp's
  * quantized fixtures against the same tensors in F16, and our quantizers' error against both
- * stated bounds and llama.cpp's own quantization of the fixtures. */
+ * stated bounds and llama.cpp's own quantization of the fixtures (which ours must beat). */
 #include "nbl_impl.h"
 #include "test.h"
 
@@ -517,6 +517,29 @@ static void test_vec_dot(void) {
     free(w), free(x), free(y), free(q);
 }
 
+/* Least squares shrinks: its error is orthogonal to the quantized values, so sum(x e) =
+ * sum(e^2) and every layer's output comes out smaller than it should. Our scales make the
+ * error orthogonal to the weights instead (sum(x e) ~ 0, as for plain rounding). Measured
+ * sum(x e) / sum(e^2) on Gaussian rows: 0.01 to 0.28 by type; least squares gives ~1. Q8_0 is
+ * left out: its error is so small that the fp16 rounding of its scales dominates the sum. */
+static void test_unbiased(void) {
+    static const uint32_t types[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q4_1, NBL_TYPE_Q5_0, NBL_TYPE_Q5_1, NBL_TYPE_IQ4_NL,
+                                     NBL_TYPE_Q2_K, NBL_TYPE_Q3_K, NBL_TYPE_Q4_K, NBL_TYPE_Q5_K, NBL_TYPE_Q6_K};
+    const int n = 16 * ROW;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    uint8_t *q = malloc((size_t)n * 2);
+    fill(D_GAUSS, x, n);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        nbl_quant_row(types[t], x, q, n, NULL);
+        nbl_dequant_row(types[t], q, y, n);
+        double xe = 0, ee = 0;
+        for (int i = 0; i < n; i++) xe += (double)x[i] * (x[i] - y[i]), ee += ((double)x[i] - y[i]) * (x[i] - y[i]);
+        CHECK(fabs(xe) <= 0.4 * ee, "%s: sum(x e) / sum(e^2) = %.3f, the quantized weights are %s",
+              nbl_type_traits_get(types[t])->name, xe / ee, xe > 0 ? "shrunk" : "inflated");
+    }
+    free(x), free(y), free(q);
+}
+
 /* ---- fixtures ----------------------------------------------------------------------------- */
 
 /* Per-type bound on nRMSE of llama.cpp's quantized tensor against the F16 file's tensor (both
@@ -541,6 +564,30 @@ static double fixture_bound(uint32_t type) {
     case NBL_TYPE_Q5_K: return 0.042;
     case NBL_TYPE_Q6_K: return 0.021;
     default: return -1;
+    }
+}
+
+/* Our quantizers search for the least squared error where llama.cpp's reference ones (used by
+ * llama-quantize without an importance matrix) round with a max-derived scale, so ours must
+ * come out below theirs on the same rows. Measured (qwen2 / llama fixtures): q8_0 0.892 /
+ * 0.892, q4_0 0.945 / 0.945, q4_1 0.881 / 0.881, q5_0 0.939 / 0.938, q5_1 0.874 / 0.871,
+ * iq4_nl 0.965 / 0.963, q2_k 0.901 / 0.899, q3_k 0.959 / 0.959, q4_k 0.974 / 0.975, q5_k
+ * 0.948 / 0.947, q6_k 0.932 / 0.928. Bounds are ~0.01 above (the search is deterministic;
+ * the slack is for other compilers' float rounding). */
+static double ratio_bound(uint32_t type) {
+    switch (type) {
+    case NBL_TYPE_Q8_0: return 0.905;
+    case NBL_TYPE_Q4_0: return 0.955;
+    case NBL_TYPE_Q4_1: return 0.895;
+    case NBL_TYPE_Q5_0: return 0.95;
+    case NBL_TYPE_Q5_1: return 0.885;
+    case NBL_TYPE_IQ4_NL: return 0.975;
+    case NBL_TYPE_Q2_K: return 0.915;
+    case NBL_TYPE_Q3_K: return 0.97;
+    case NBL_TYPE_Q4_K: return 0.985;
+    case NBL_TYPE_Q5_K: return 0.96;
+    case NBL_TYPE_Q6_K: return 0.945;
+    default: return 1.0;
     }
 }
 
@@ -626,8 +673,10 @@ static void test_fixtures(const char *arch) {
         if (!seen[t]) continue;
         nseen++;
         double ratio = sqrt(mine[t] / theirs[t]);
-        printf("ok %s %-7s RMSE ours / llama.cpp's = %.4f\n", arch, nbl_type_traits_get((uint32_t)t)->name, ratio);
-        CHECK(ratio <= 1.05, "%s %s: our RMSE is %.3fx llama.cpp's", arch, nbl_type_traits_get((uint32_t)t)->name, ratio);
+        printf("ok %s %-7s RMSE ours / llama.cpp's = %.4f (at most %.3f)\n", arch, nbl_type_traits_get((uint32_t)t)->name,
+               ratio, ratio_bound((uint32_t)t));
+        CHECK(ratio <= ratio_bound((uint32_t)t), "%s %s: our RMSE is %.4fx llama.cpp's, want <= %.3f", arch,
+              nbl_type_traits_get((uint32_t)t)->name, ratio, ratio_bound((uint32_t)t));
     }
     CHECK(nseen == 11, "%s: %d quantized types compared, want 11", arch, nseen);
     nbl_gguf_free(ref);
@@ -641,6 +690,7 @@ int main(void) {
     test_quant_error();
     test_imatrix();
     test_vec_dot();
+    test_unbiased();
     test_fixtures("qwen2");
     test_fixtures("llama");
     return test_done();
