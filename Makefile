@@ -107,13 +107,20 @@ $(B)/wasm/mt/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(EMCC) $(WASM_CFLAGS) -pthread -c $< -o $@
 
+# Linked under $(B), then renamed into $(WASM_OUT) file by file (the .wasm before the script that
+# loads it), so builds from several build directories never leave a half-written pair behind.
+WASM_INSTALL = for f in $(1).wasm $(1).worker.js $(1).mjs; do [ -f $(B)/wasm/link/$$f ] || continue; \
+  cp -f $(B)/wasm/link/$$f $(WASM_OUT)/.$$f.$$$$ && mv -f $(WASM_OUT)/.$$f.$$$$ $(WASM_OUT)/$$f; done
+
 $(WASM_OUT)/nbl-st.mjs: $(WASM_ST_OBJ)
-	@mkdir -p $(dir $@)
-	$(EMCC) $(WASM_LDFLAGS) $^ -o $@
+	@mkdir -p $(dir $@) $(B)/wasm/link
+	$(EMCC) $(WASM_LDFLAGS) $^ -o $(B)/wasm/link/nbl-st.mjs
+	@$(call WASM_INSTALL,nbl-st)
 
 $(WASM_OUT)/nbl-mt.mjs: $(WASM_MT_OBJ)
-	@mkdir -p $(dir $@)
-	$(EMCC) $(WASM_LDFLAGS) $(WASM_MT_LDFLAGS) $^ -o $@
+	@mkdir -p $(dir $@) $(B)/wasm/link
+	$(EMCC) $(WASM_LDFLAGS) $(WASM_MT_LDFLAGS) $^ -o $(B)/wasm/link/nbl-mt.mjs
+	@$(call WASM_INSTALL,nbl-mt)
 
 # web/ is an ES-module package; the pthread worker script Emscripten writes is a classic script.
 $(WASM_OUT)/package.json:
