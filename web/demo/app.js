@@ -120,7 +120,11 @@ async function main() {
     for (const t of toggles) t.hidden = next !== 'workspace';
     document.body.dataset.view = next;
     app.view = next;
-    if (next === 'setup') $('#setup-title').focus();
+    if (next === 'setup') {
+      const st = installer.state;
+      $('[data-slot="installed-line"]', views.setup).textContent = `${entry.name}: ${formatBytes(st.size)} stored on this device${st.verified ? ', checksum verified' : ''}. Remove it any time in Settings.`;
+      $('#setup-title').focus();
+    }
     if (next === 'workspace') chat.render();
   };
 
