@@ -54,8 +54,9 @@ function samplingJson(o, extra = {}) {
 /** The C tasks context for one model in one wasm core. */
 export class CoreTasks {
   /**
-   * Options: nCtx (context of each task session, default 2048), threads (default the core's),
-   * shared (one session for every task: less memory, less prompt caching).
+   * Options: nCtx (context of each task session, default 2048), shared (one session for every
+   * task: less memory, less prompt caching). Task sessions run on one thread (see
+   * src/wasm_tasks.c); threads is passed on for when that changes.
    */
   constructor(core, model, { nCtx = 2048, threads = core.threads, shared = false } = {}) {
     this.core = core;

@@ -14,13 +14,14 @@ import { launchBrowser } from '../browser/browser.mjs';
 const FILE = 'qwen2-tiny-realvocab-q8_0.gguf';
 // The wasm builds to load (make wasm writes web/dist).
 const DIST = process.env.NBL_WASM_DIST ?? 'web/dist';
-let browser, page, site;
+let browser, page, site, isolated;
 
 before(async () => {
   for (const f of ['nbl-st.mjs', 'nbl-st.wasm']) {
     assert.ok(fs.existsSync(path.join(REPO_ROOT, DIST, f)), `${DIST}/${f} is missing: run make wasm`);
   }
   site = await startServer();
+  isolated = await startServer({ coopCoep: true });
   browser = await launchBrowser();
   page = await browser.newPage();
   await page.goto(`${site.url}/tests/browser/pages/tasks.html`);
@@ -30,6 +31,7 @@ after(async () => {
   await page?.evaluate(() => nbl.dispose()).catch(() => {});
   await browser?.close();
   await site?.close();
+  await isolated?.close();
 });
 
 const call = (fn, ...args) => page.evaluate(fn, ...args);
@@ -145,4 +147,23 @@ test('engine.tasks: a chat alongside keeps its conversation', async () => {
   const again = await call((q) => nbl.chat(q), req);
   assert.equal(again.value.choices[0].message.content, answer, 'same question, same answer');
   assert.ok(again.value.usage.prompt_tokens > 20);
+});
+
+test('engine.tasks: on the threaded build (cross-origin isolated page)', async () => {
+  await page.evaluate(() => nbl.dispose());
+  await page.goto(`${isolated.url}/tests/browser/pages/tasks.html`);
+  await page.waitForFunction(() => window.nblReady === true, null, { timeout: 15000 });
+  const r = await call((a) => nbl.load({ model: a.model, nCtx: 1024, dist: a.dist, threads: 2 }).catch((e) => ({ error: e.message })),
+    { model: `/fixtures/models/${FILE}`, dist: `/${DIST}/` });
+  assert.equal(r.error, undefined, r.error + logs());
+  assert.equal(r.info.threaded, true);
+  const req = { messages: CONV, max_tokens: 8, temperature: 0 };
+  const first = await call((q) => nbl.chat(q), req);
+  const t = await call((c) => nbl.task('title', c, { maxTokens: 6 }), CONV);
+  assert.equal(t.error, undefined, JSON.stringify(t.error));
+  checkTitle(t.value, 6);
+  const ro = await call((a) => nbl.task('route', 'what is 2+2?', { routes: a }), ROUTES);
+  assert.equal(ro.error, undefined, JSON.stringify(ro.error));
+  const again = await call((q) => nbl.chat(q), req);
+  assert.equal(again.value.choices[0].message.content, first.value.choices[0].message.content);
 });
