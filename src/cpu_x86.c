@@ -806,7 +806,7 @@ AI int p_min(int P) { return P == P_Q4_1 || P == P_Q5_1 || P == P_Q2K || P == P_
 AI int p_chunk(int P) { return P >= P_Q2K ? 256 : 32; }
 
 /* Decodes one chunk (32 or 256 elements) of a row: u[chunk] bytes, s/m per block of p_blk. */
-T2 AI void p_decode(const int P, const uint8_t *row, int64_t ci, uint8_t *u, float *s, float *m) {
+T2 AI void p_decode(const int P, const int VN, const uint8_t *row, int64_t ci, uint8_t *u, float *s, float *m) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     if (P <= P_IQ4) {
         static const int D_OF[] = {D_Q4_0, D_Q4_1, D_Q5_0, D_Q5_1, D_Q8_0, D_IQ4};
@@ -848,7 +848,7 @@ T2 AI void p_decode(const int P, const uint8_t *row, int64_t ci, uint8_t *u, flo
         const nbl_block_q6_K *b = (const nbl_block_q6_K *)row + ci;
         const float d = h2f(b->d);
         for (int j = 0; j < 16; j++) s[j] = d * b->scales[j];
-        add = _mm256_set1_epi8(96);
+        add = _mm256_set1_epi8(VN ? 96 : 0);
         qbase = b->ql;
     } else if (P == P_Q3K) {
         const nbl_block_q3_K *b = (const nbl_block_q3_K *)row + ci;
@@ -856,7 +856,7 @@ T2 AI void p_decode(const int P, const uint8_t *row, int64_t ci, uint8_t *u, flo
         unpack_q3k(b->scales, sc);
         const float d = h2f(b->d);
         for (int j = 0; j < 16; j++) s[j] = d * sc[j];
-        add = _mm256_set1_epi8(124);
+        add = _mm256_set1_epi8(VN ? 124 : 0);
         qbase = b->qs;
     } else {
         const nbl_block_q2_K *b = (const nbl_block_q2_K *)row + ci;
@@ -915,13 +915,13 @@ T2 AI void transpose8(__m256i r[8]) {
 
 /* The 32-element types: one block of 8 rows at a time, decoded, transposed and stored without
  * leaving registers. */
-T2 AI void pack32_t(const int P, int64_t K, const uint8_t *w, size_t bw, int32_t nr, uint8_t *panel) {
+T2 AI void pack32_t(const int P, const int VN, int64_t K, const uint8_t *w, size_t bw, int32_t nr, uint8_t *panel) {
     static const int D_OF[] = {D_Q4_0, D_Q4_1, D_Q5_0, D_Q5_1, D_Q8_0, D_IQ4};
     const int D = D_OF[P], BS = d_bytes(D), MIN = p_min(P);
     const size_t bstride = 32 * NBL_PANEL_ROWS + 4 * NBL_PANEL_ROWS * (MIN ? 2 : 1);
     const uint8_t *rows[8];
     for (int r = 0; r < 8; r++) rows[r] = w + (size_t)(r < nr ? r : 0) * bw;
-    const __m256i add = _mm256_set1_epi8(P == P_Q4_0 ? 120 : P == P_Q5_0 ? 112 : 0);
+    const __m256i add = _mm256_set1_epi8(VN && P == P_Q4_0 ? 120 : VN && P == P_Q5_0 ? 112 : 0);
     for (int64_t b = 0; b < K / 32; b++) {
         __m256i v[8];
         float sv[8], mv[8];
@@ -941,9 +941,9 @@ T2 AI void pack32_t(const int P, int64_t K, const uint8_t *w, size_t bw, int32_t
     }
 }
 
-T2 AI void pack_t(const int P, int64_t K, const uint8_t *w, size_t bw, int32_t nr, uint8_t *panel) {
+T2 AI void pack_t(const int P, const int VN, int64_t K, const uint8_t *w, size_t bw, int32_t nr, uint8_t *panel) {
     if (P <= P_IQ4) {
-        pack32_t(P, K, w, bw, nr, panel);
+        pack32_t(P, VN, K, w, bw, nr, panel);
         return;
     }
     const int B = p_blk(P), MIN = p_min(P), CH = p_chunk(P), NBC = CH / B;
@@ -953,7 +953,7 @@ T2 AI void pack_t(const int P, int64_t K, const uint8_t *w, size_t bw, int32_t n
     for (int64_t ci = 0; ci < K / CH; ci++) {
         for (int r = 0; r < NBL_PANEL_ROWS; r++) {
             if (r < nr) {
-                p_decode(P, w + (size_t)r * bw, ci, u[r], s[r], m[r]);
+                p_decode(P, VN, w + (size_t)r * bw, ci, u[r], s[r], m[r]);
             } else {
                 memset(u[r], 0, (size_t)CH);
                 for (int j = 0; j < NBC; j++) s[r][j] = m[r][j] = 0.0f;
@@ -988,21 +988,28 @@ T2 AI void pack_t(const int P, int64_t K, const uint8_t *w, size_t bw, int32_t n
     }
 }
 
-#define MAKE_PACK(name, P)                                                                      \
+/* VNNI panels hold value + 128 for the symmetric types (dpbusd takes unsigned weights of any
+ * size); AVX2 panels hold value + a small offset so maddubs pairs cannot saturate, which rules out
+ * Q8_0 and IQ4_NL (their values span the whole byte: those keep the tiles on AVX2). */
+#define MAKE_PACK(name, P, VN)                                                                  \
     T2 static void name(int64_t K, const void *w, size_t bw, int32_t nr, uint8_t *panel) {      \
-        pack_t(P, K, w, bw, nr, panel);                                                         \
+        pack_t(P, VN, K, w, bw, nr, panel);                                                     \
     }
-MAKE_PACK(pk_q4_0, P_Q4_0)
-MAKE_PACK(pk_q4_1, P_Q4_1)
-MAKE_PACK(pk_q5_0, P_Q5_0)
-MAKE_PACK(pk_q5_1, P_Q5_1)
-MAKE_PACK(pk_q8_0, P_Q8_0)
-MAKE_PACK(pk_iq4_nl, P_IQ4)
-MAKE_PACK(pk_q2_K, P_Q2K)
-MAKE_PACK(pk_q3_K, P_Q3K)
-MAKE_PACK(pk_q4_K, P_Q4K)
-MAKE_PACK(pk_q5_K, P_Q5K)
-MAKE_PACK(pk_q6_K, P_Q6K)
+MAKE_PACK(pk_q4_0, P_Q4_0, 1)
+MAKE_PACK(pk_q4_1, P_Q4_1, 1)
+MAKE_PACK(pk_q5_0, P_Q5_0, 1)
+MAKE_PACK(pk_q5_1, P_Q5_1, 1)
+MAKE_PACK(pk_q8_0, P_Q8_0, 1)
+MAKE_PACK(pk_iq4_nl, P_IQ4, 1)
+MAKE_PACK(pk_q2_K, P_Q2K, 1)
+MAKE_PACK(pk_q3_K, P_Q3K, 1)
+MAKE_PACK(pk_q4_K, P_Q4K, 1)
+MAKE_PACK(pk_q5_K, P_Q5K, 1)
+MAKE_PACK(pk_q6_K, P_Q6K, 1)
+MAKE_PACK(pk2_q4_0, P_Q4_0, 0)
+MAKE_PACK(pk2_q5_0, P_Q5_0, 0)
+MAKE_PACK(pk2_q3_K, P_Q3K, 0)
+MAKE_PACK(pk2_q6_K, P_Q6K, 0)
 
 /* Panel (8 rows) x NC activation columns. Each lane of P accumulates one row's integer dot for
  * the block, so the float work (convert, scale, accumulate) is one vector op per 8 outputs. The
@@ -1062,6 +1069,63 @@ T5 AI void mk_t(const int B, const int MIN, const int NC, const int XK, const ui
     }
 }
 
+/* The same for AVX2 without VNNI: maddubs + madd per dpbusd, panel values + a small offset
+ * (the activation's -128*sum shifted down to -off*sum). At most 4 columns: 16 registers. */
+T2 AI void mk2_t(const int B, const int MIN, const int NC, const int XK, const int SH, const uint8_t *panel, int64_t K,
+                const uint8_t *x, size_t bx, float *y, int64_t ldy, int32_t nr) {
+    const int64_t nb = K / B;
+    const size_t bstride = (size_t)B * 8 + 32 * (MIN ? 2 : 1);
+    const int DSH = B == 16 ? 4 : 3;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *qs[8];
+    const float *dxp[8], *sxp[8];
+    const int32_t *nsp[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) {
+        const xrow xr = XK ? xrow_qk(x + (size_t)c * bx, K) : xrow_q8(x + (size_t)c * bx, K);
+        qs[c] = xr.qs;
+        dxp[c] = xr.d;
+        sxp[c] = XK ? (B == 16 ? xr.s16 : xr.s32) : xr.s;
+        nsp[c] = XK ? (B == 16 ? xr.nsum16 : xr.nsum32) : xr.nsum;
+    }
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *pb = panel + (size_t)b * bstride;
+        __m256i P[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; c++) P[c] = MIN ? _mm256_setzero_si256() : _mm256_set1_epi32(nsp[c][b] >> SH);
+#pragma GCC unroll 8
+        for (int k = 0; k < B / 4; k++) {
+            const __m256i Wk = _mm256_loadu_si256((const __m256i *)(pb + 32 * k));
+#pragma GCC unroll 8
+            for (int c = 0; c < NC; c++)
+                P[c] = _mm256_add_epi32(P[c], _mm256_madd_epi16(_mm256_maddubs_epi16(Wk, _mm256_set1_epi32(ld32((const uint8_t *)(qs[c] + b * B + 4 * k)))), ones));
+        }
+        const __m256 sv = _mm256_loadu_ps((const float *)(pb + B * 8));
+        const int64_t bd = XK ? b >> DSH : b;
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P[c]), _mm256_mul_ps(sv, _mm256_set1_ps(dxp[c][bd])), acc[c]);
+        if (MIN) {
+            const __m256 mv = _mm256_loadu_ps((const float *)(pb + B * 8 + 32));
+#pragma GCC unroll 8
+            for (int c = 0; c < NC; c++) acc[c] = _mm256_fmadd_ps(mv, _mm256_set1_ps(sxp[c][b]), acc[c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) {
+        if (nr == 8) {
+            _mm256_storeu_ps(y + c * ldy, acc[c]);
+        } else {
+            float t[8];
+            _mm256_storeu_ps(t, acc[c]);
+            memcpy(y + c * ldy, t, sizeof(float) * (size_t)nr);
+        }
+    }
+}
+
 #define MK_NC 8
 #define MK_CASE(B, MIN, XK)                                                                     \
     if (blk == B && has_min == MIN && xk == XK) {                                               \
@@ -1072,15 +1136,38 @@ T5 AI void mk_t(const int B, const int MIN, const int NC, const int XK, const ui
         return;                                                                                 \
     }
 
-T5 static void gemm_vnni(const uint8_t *panel, int64_t K, int32_t blk, int32_t has_min, uint32_t xtype,
+T5 static void gemm_vnni(const uint8_t *panel, int64_t K, int32_t blk, int32_t has_min, int32_t off, uint32_t xtype,
                          const uint8_t *x, size_t bx, int32_t nc, float *y, int64_t ldy, int32_t nr) {
     const int xk = xtype == NBL_TYPE_Q8_K;
+    NBL_ASSERT(off == (has_min ? 0 : 128));
     MK_CASE(32, 0, 0)
     MK_CASE(32, 1, 0)
     MK_CASE(32, 0, 1)
     MK_CASE(32, 1, 1)
     MK_CASE(16, 0, 1)
     MK_CASE(16, 1, 1)
+    NBL_ASSERT(0);
+}
+
+#define MK2_CASE(B, MIN, XK)                                                                    \
+    if (blk == B && has_min == MIN && xk == XK) {                                               \
+        int32_t c = 0;                                                                          \
+        for (; c + 4 <= nc; c += 4) mk2_t(B, MIN, 4, XK, sh, panel, K, x + (size_t)c * bx, bx, y + c * ldy, ldy, nr); \
+        for (; c < nc; c++) mk2_t(B, MIN, 1, XK, sh, panel, K, x + (size_t)c * bx, bx, y + c * ldy, ldy, nr); \
+        return;                                                                                 \
+    }
+
+T2 static void gemm_avx2(const uint8_t *panel, int64_t K, int32_t blk, int32_t has_min, int32_t off, uint32_t xtype,
+                         const uint8_t *x, size_t bx, int32_t nc, float *y, int64_t ldy, int32_t nr) {
+    const int xk = xtype == NBL_TYPE_Q8_K;
+    const int sh = off == 4 ? 5 : off == 8 ? 4 : off == 16 ? 3 : off == 32 ? 2 : 0;
+    NBL_ASSERT(has_min ? off == 0 : sh > 0);
+    MK2_CASE(32, 0, 0)
+    MK2_CASE(32, 1, 0)
+    MK2_CASE(32, 0, 1)
+    MK2_CASE(32, 1, 1)
+    MK2_CASE(16, 0, 1)
+    MK2_CASE(16, 1, 1)
     NBL_ASSERT(0);
 }
 
@@ -1273,6 +1360,17 @@ const nbl_kernels *nbl_kernels_avx2(void) {
             t->tile[NBL_TYPE_Q5_K] = t2_q5_K;
             t->tile[NBL_TYPE_Q6_K] = t2_q6_K;
             for (int i = NBL_TYPE_Q2_K; i <= NBL_TYPE_Q6_K; i++) t->tile_n[i] = 1;
+            const struct { uint32_t ty; nbl_pack_fn fn; int blk, min, off; } packs[] = {
+                {NBL_TYPE_Q4_0, pk2_q4_0, 32, 0, 8}, {NBL_TYPE_Q4_1, pk_q4_1, 32, 1, 0}, {NBL_TYPE_Q5_0, pk2_q5_0, 32, 0, 16},
+                {NBL_TYPE_Q5_1, pk_q5_1, 32, 1, 0}, {NBL_TYPE_Q2_K, pk_q2_K, 16, 1, 0}, {NBL_TYPE_Q3_K, pk2_q3_K, 16, 0, 4},
+                {NBL_TYPE_Q4_K, pk_q4_K, 32, 1, 0}, {NBL_TYPE_Q5_K, pk_q5_K, 32, 1, 0}, {NBL_TYPE_Q6_K, pk2_q6_K, 16, 0, 32}};
+            for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++) {
+                t->pack[packs[i].ty] = packs[i].fn;
+                t->pack_blk[packs[i].ty] = (int8_t)packs[i].blk;
+                t->pack_min[packs[i].ty] = (int8_t)packs[i].min;
+                t->pack_off[packs[i].ty] = (uint8_t)packs[i].off;
+            }
+            t->gemm = gemm_avx2;
             nbl_kernels_fill(t);
         }
         avx2_ok = ok;
@@ -1312,6 +1410,7 @@ const nbl_kernels *nbl_kernels_avx512(void) {
                 t->pack[packs[i].ty] = packs[i].fn;
                 t->pack_blk[packs[i].ty] = (int8_t)packs[i].blk;
                 t->pack_min[packs[i].ty] = (int8_t)packs[i].min;
+                t->pack_off[packs[i].ty] = packs[i].min ? 0 : 128;
             }
             t->gemm = gemm_vnni;
             nbl_kernels_fill(t);

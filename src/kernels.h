@@ -111,8 +111,8 @@ typedef void (*nbl_tile_fn)(int64_t K, const void *w, size_t bw, int32_t nr, con
  * every column, which is what makes prefill compute-bound instead of decode-bound. */
 typedef void (*nbl_pack_fn)(int64_t K, const void *w, size_t bw, int32_t nr, uint8_t *panel);
 typedef void (*nbl_gemm_fn)(const uint8_t *panel, int64_t K, int32_t blk, int32_t has_min,
-                            uint32_t xtype, const uint8_t *x, size_t bx, int32_t nc, float *y,
-                            int64_t ldy, int32_t nr);
+                            int32_t off, uint32_t xtype, const uint8_t *x, size_t bx, int32_t nc,
+                            float *y, int64_t ldy, int32_t nr);
 #define NBL_PANEL_ROWS 8
 /* Bytes of a panel for K elements in blocks of blk. */
 static inline size_t nbl_panel_bytes(int64_t K, int32_t blk, int32_t has_min) {
@@ -128,7 +128,9 @@ typedef struct nbl_kernels {
     nbl_tile_fn tile[NBL_TYPE_COUNT];         /* indexed by weight type; NULL: use ref */
     int8_t tile_m[NBL_TYPE_COUNT], tile_n[NBL_TYPE_COUNT];
     nbl_pack_fn pack[NBL_TYPE_COUNT];         /* NULL: prefill uses tiles */
+    /* pack_off: the panel holds value + off (a power of two, or 0 for types with minimums). */
     int8_t pack_blk[NBL_TYPE_COUNT], pack_min[NBL_TYPE_COUNT];
+    uint8_t pack_off[NBL_TYPE_COUNT];
     nbl_gemm_fn gemm;
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*silu_mul)(float *y, const float *g, const float *u, int64_t n);

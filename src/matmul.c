@@ -131,7 +131,7 @@ static void mm_packed(void *ctx, int32_t ith, int32_t nth) {
         const int32_t nr = (int32_t)(j->M - r0 < NBL_PANEL_ROWS ? j->M - r0 : NBL_PANEL_ROWS);
         kt->pack[j->wtype](j->K, j->W + (size_t)r0 * j->bw, j->bw, nr, panel);
         float *y = j->Y + r0;
-        kt->gemm(panel, j->K, kt->pack_blk[j->wtype], kt->pack_min[j->wtype], j->xtype, j->xq, j->bx,
+        kt->gemm(panel, j->K, kt->pack_blk[j->wtype], kt->pack_min[j->wtype], kt->pack_off[j->wtype], j->xtype, j->xq, j->bx,
                  (int32_t)j->T, y, j->ldy, nr);
         if (j->bias)
             for (int64_t t = 0; t < j->T; t++)

@@ -140,7 +140,7 @@ static void test_types(void) {
                 uint8_t *panel = malloc(nbl_panel_bytes(K, blk, hm));
                 kt->pack[wt](K, w, bw, (int32_t)M, panel);
                 for (int64_t i = 0; i < M * T; i++) y[i] = NAN;
-                kt->gemm(panel, K, blk, hm, xt, kx, kbx, (int32_t)T, y, M, (int32_t)M);
+                kt->gemm(panel, K, blk, hm, kt->pack_off[wt], xt, kx, kbx, (int32_t)T, y, M, (int32_t)M);
                 double pworst = 0;
                 for (int64_t c = 0; c < T; c++)
                     for (int64_t r = 0; r < M; r++) {
