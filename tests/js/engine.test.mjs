@@ -243,3 +243,21 @@ test('buffers beyond 2 GiB: a model region larger than malloc allows, and pointe
   assert.deepEqual(s.usage(), ls.usage());
   s.dispose(); high.dispose(); ls.dispose(); lm.dispose();
 });
+
+test('response_format reaches the grammar engine: the output parses and fits the schema', async () => {
+  const messages = [{ role: 'user', content: 'Give me JSON.' }];
+  for (const seed of [1, 2, 3]) {
+    const o = await engine.chat.completions.create({ messages, max_tokens: 64, temperature: 1, seed, response_format: { type: 'json_object' } });
+    const v = JSON.parse(o.choices[0].message.content);
+    assert.equal(typeof v, 'object');
+    assert.ok(v !== null && !Array.isArray(v));
+    const schema = { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 9 }, ok: { type: 'boolean' } }, required: ['n', 'ok'] };
+    const r = await engine.chat.completions.create({ messages, max_tokens: 64, temperature: 1, seed, response_format: { type: 'json_schema', json_schema: { name: 't', schema } } });
+    const w = JSON.parse(r.choices[0].message.content);
+    assert.deepEqual(Object.keys(w), ['n', 'ok']);
+    assert.ok(Number.isInteger(w.n) && w.n >= 0 && w.n <= 9 && typeof w.ok === 'boolean', JSON.stringify(w));
+    assert.equal(r.choices[0].finish_reason, 'stop');
+  }
+  await assert.rejects(engine.chat.completions.create({ messages, response_format: { type: 'json_schema', json_schema: { name: 't', schema: { type: 'string', pattern: 'x' } } } }),
+    (e) => /pattern/.test(e.message));
+});
