@@ -1,7 +1,7 @@
 /* model.c — turns a parsed GGUF into a runnable model: reads the architecture's hyperparameters,
  * binds and shape-checks every tensor, and rejects missing or inconsistent metadata with a message
  * that names the key or tensor at fault. The arch table is the one place to add architectures. */
-#include "nbl_impl.h"
+#include "kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +264,7 @@ static nbl_status open_common(nbl_gguf *g, const nbl_model_options *opt, nbl_mod
         return nbl_set_err(err, NBL_E_NOMEM, "model: out of memory");
     }
     m->gguf = g;
+    pthread_mutex_init(&m->pool_mu, NULL);
     nbl_status st = model_init(m, opt, err);
     if (st) {
         nbl_model_free(m);
@@ -295,6 +296,8 @@ nbl_status nbl_model_open_buffer(const void *data, size_t size, const nbl_model_
 
 void nbl_model_free(nbl_model *m) {
     if (!m) return;
+    nbl_threadpool_free(m->pool);
+    pthread_mutex_destroy(&m->pool_mu);
     nbl_grammar_vocab_free(m->grammar_vocab);
     nbl_vocab_free(m->vocab);
     nbl_gguf_free(m->gguf);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <pthread.h>
 
 /* ---- util.c: errors, checked arithmetic, small helpers ----------------------------------- */
 
@@ -446,6 +447,11 @@ struct nbl_model {
     /* Built on the first constrained generation (grammar_gen.c), published atomically so
      * sessions on several threads may race to build it; freed with the model. */
     nbl_grammar_vocab *grammar_vocab;
+    /* One compute pool per model, shared by its sessions (created by the first session): a
+     * browser worker cannot start threads while it computes, and concurrent evaluations would
+     * only fight over the same cores. pool_mu guards creation and serialises evaluations. */
+    struct nbl_threadpool *pool;
+    pthread_mutex_t pool_mu;
 };
 
 /* ---- model.c ------------------------------------------------------------------------------- */

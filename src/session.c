@@ -10,7 +10,7 @@ struct nbl_session {
     nbl_graph graph;
     nbl_kv kv;
     nbl_cpu_scratch scratch;
-    nbl_threadpool *tp;
+    nbl_threadpool *tp; /* the model's shared pool */
     int32_t n_ctx, n_batch, pos;
     int32_t *tokens;     /* [n_ctx] */
     float *logits;       /* [logits_cap][n_vocab] */
@@ -54,7 +54,10 @@ nbl_status nbl_session_new(nbl_model *model, const nbl_session_options *opt, nbl
     nbl_status st;
     if ((st = nbl_graph_build(model, &s->graph, err))) goto fail;
     if ((st = nbl_kv_init(&s->kv, hp, s->n_ctx, err))) goto fail;
-    s->tp = nbl_threadpool_new(nt);
+    pthread_mutex_lock(&model->pool_mu);
+    if (!model->pool) model->pool = nbl_threadpool_new(nt);
+    s->tp = model->pool;
+    pthread_mutex_unlock(&model->pool_mu);
     if (!s->tp) {
         st = nbl_set_err(err, NBL_E_NOMEM, "session: cannot start worker threads");
         goto fail;
@@ -81,7 +84,6 @@ void nbl_session_free(nbl_session *s) {
     nbl_graph_free(&s->graph);
     nbl_kv_free(&s->kv);
     nbl_cpu_scratch_free(&s->scratch);
-    nbl_threadpool_free(s->tp);
     free(s->tokens);
     free(s->logits);
     free(s);
@@ -114,8 +116,10 @@ nbl_status nbl_session_eval(nbl_session *s, const int32_t *tokens, int32_t n, in
         const bool last = done + T == n;
         /* Chunks before the last skip the output head unless every row's logits are wanted. */
         float *dst = logits_all ? s->logits + (size_t)done * V : last ? s->logits : NULL;
+        pthread_mutex_lock(&s->model->pool_mu);
         nbl_status st = nbl_cpu_forward(s->model, &s->graph, s->tp, &s->kv, &s->scratch,
                                         tokens + done, T, s->pos, logits_all, dst, err);
+        pthread_mutex_unlock(&s->model->pool_mu);
         if (st) {
             s->pos = start; /* the cache beyond start holds partial data; it is simply unused */
             return st;
