@@ -102,6 +102,9 @@ int32_t nbl_mix_tensor_type(const char *mix, const char *name, int32_t n_dims, i
         if (attn_v) t = layer < 2 ? NBL_TYPE_Q5_K : NBL_TYPE_Q4_K;
         else if (attn_out) t = NBL_TYPE_Q4_K;
         else if (ffn_down) t = layer < n_layer / 16 ? NBL_TYPE_Q5_K : NBL_TYPE_Q4_K;
+    } else if (layer >= 0 && m->base == NBL_TYPE_IQ4_NL && attn_v && n_gqa >= 4) {
+        /* iq4_nl: with 4+ query heads per KV head, V is small and shared: it gets 5 bits */
+        t = NBL_TYPE_Q5_K;
     } else if (layer >= 0 && m->more && (attn_v || ffn_down)) {
         /* q4_k_m, q5_k_m */
         if (more_bits(layer, n_layer)) t = m->more;

@@ -146,7 +146,10 @@ static void against_llamacpp(const char *arch, const char *type, int check_kl) {
         if (lf && lo && lt) {
             double ao, at, ko = kl_rows(lf, lo, n, V, 1, &ao), kt = kl_rows(lf, lt, n, V, 1, &at);
             CHECK(ko <= kt, "%s %s: KL %.3g vs llama.cpp's %.3g", arch, type, ko, kt);
-            CHECK(ao >= at - 1.0 / n, "%s %s: top-1 %.3f vs llama.cpp's %.3f", arch, type, ao, at);
+            /* Top-1 agreement is a count over n rows: ours may trail by sampling noise (two
+             * standard errors of a proportion), never by more. */
+            const double se = sqrt(at * (1 - at) / n) + 1.0 / n;
+            CHECK(ao >= at - 2 * se, "%s %s: top-1 %.3f vs llama.cpp's %.3f", arch, type, ao, at);
             printf("ok %-6s %-7s KL(T=std) vs f16: ours %.4g  llama.cpp %.4g  (ratio %.3f)  top-1 %.3f / %.3f\n", arch, type,
                    ko, kt, ko / kt, ao, at);
         }
