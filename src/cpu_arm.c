@@ -401,6 +401,37 @@ static void n_axpy_f32(float *y, float a, const float *v, int64_t n) {
     for (; i < n; i++) y[i] += a * v[i];
 }
 
+static void n_attn_qk(const float *q, const float *k, int64_t nk, int64_t D, float scale, float *s) {
+    for (int64_t j = 0; j < nk; j++) s[j] = dot_f32v(q, k + j * D, D) * scale;
+}
+
+static void n_attn_pv(float *o, const float *p, const float *v, int64_t nk, int64_t D) {
+    for (int64_t j = 0; j < nk; j++) n_axpy_f32(o, p[j], v + j * D, D);
+}
+
+static float n_exp_sum(float *s, int64_t n, float m) {
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t e = exp4(vsubq_f32(vld1q_f32(s + i), vdupq_n_f32(m)));
+        vst1q_f32(s + i, e);
+        acc = vaddq_f32(acc, e);
+    }
+    float sum = vaddvq_f32(acc);
+    for (; i < n; i++) sum += (s[i] = expf(s[i] - m));
+    return sum;
+}
+
+static void n_f16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const uint16x8_t h = vld1q_u16(src + i);
+        vst1q_f32(dst + i, f16lo(h));
+        vst1q_f32(dst + i + 4, f16hi(h));
+    }
+    for (; i < n; i++) dst[i] = h2f(src[i]);
+}
+
 static nbl_kernels T_NEON;
 static int neon_ready;
 
@@ -431,6 +462,10 @@ const nbl_kernels *nbl_kernels_neon(void) {
         t->dot_f32 = dot_f32v;
         t->axpy_f16 = n_axpy_f16;
         t->axpy_f32 = n_axpy_f32;
+        t->attn_qk = n_attn_qk;
+        t->attn_pv = n_attn_pv;
+        t->exp_sum = n_exp_sum;
+        t->f16_to_f32 = n_f16_to_f32;
         nbl_kernels_fill(t);
         neon_ready = 1;
     }

@@ -389,6 +389,29 @@ static void ref_axpy_f32(float *y, float a, const float *v, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * v[i];
 }
 
+static void ref_attn_qk(const float *q, const float *k, int64_t nk, int64_t D, float scale, float *s) {
+    for (int64_t j = 0; j < nk; j++) {
+        float d = 0.0f;
+        for (int64_t i = 0; i < D; i++) d += q[i] * k[j * D + i];
+        s[j] = d * scale;
+    }
+}
+
+static void ref_attn_pv(float *o, const float *p, const float *v, int64_t nk, int64_t D) {
+    for (int64_t j = 0; j < nk; j++)
+        for (int64_t i = 0; i < D; i++) o[i] += p[j] * v[j * D + i];
+}
+
+static float ref_exp_sum(float *s, int64_t n, float m) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += (s[i] = expf(s[i] - m));
+    return (float)sum;
+}
+
+static void ref_f16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = H2F(src[i]);
+}
+
 static const nbl_kernels REF = {
     .name = "ref",
     .from_f32 = {[NBL_TYPE_F32] = ref_from_f32_f32, [NBL_TYPE_F16] = ref_from_f32_f16,
@@ -416,6 +439,10 @@ static const nbl_kernels REF = {
     .dot_f32 = ref_dot_f32,
     .axpy_f16 = ref_axpy_f16,
     .axpy_f32 = ref_axpy_f32,
+    .attn_qk = ref_attn_qk,
+    .attn_pv = ref_attn_pv,
+    .exp_sum = ref_exp_sum,
+    .f16_to_f32 = ref_f16_to_f32,
 };
 
 const nbl_kernels *nbl_kernels_ref(void) { return &REF; }
@@ -440,4 +467,8 @@ void nbl_kernels_fill(nbl_kernels *t) {
     if (!t->dot_f32) t->dot_f32 = REF.dot_f32;
     if (!t->axpy_f16) t->axpy_f16 = REF.axpy_f16;
     if (!t->axpy_f32) t->axpy_f32 = REF.axpy_f32;
+    if (!t->attn_qk) t->attn_qk = REF.attn_qk;
+    if (!t->attn_pv) t->attn_pv = REF.attn_pv;
+    if (!t->exp_sum) t->exp_sum = REF.exp_sum;
+    if (!t->f16_to_f32) t->f16_to_f32 = REF.f16_to_f32;
 }

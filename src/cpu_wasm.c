@@ -426,6 +426,38 @@ static void w_axpy_f32(float *y, float a, const float *v, int64_t n) {
     for (; i < n; i++) y[i] += a * v[i];
 }
 
+static void w_attn_qk(const float *q, const float *k, int64_t nk, int64_t D, float scale, float *s) {
+    for (int64_t j = 0; j < nk; j++) s[j] = dot_f32v(q, k + j * D, D) * scale;
+}
+
+static void w_attn_pv(float *o, const float *p, const float *v, int64_t nk, int64_t D) {
+    for (int64_t j = 0; j < nk; j++) w_axpy_f32(o, p[j], v + j * D, D);
+}
+
+static float w_exp_sum(float *s, int64_t n, float m) {
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const v128_t e = exp4(wasm_f32x4_sub(wasm_v128_load(s + i), wasm_f32x4_splat(m)));
+        wasm_v128_store(s + i, e);
+        acc = wasm_f32x4_add(acc, e);
+    }
+    float sum = hsum_f32(acc);
+    for (; i < n; i++) sum += (s[i] = expf(s[i] - m));
+    return sum;
+}
+
+static void w_f16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v128_t lo, hi;
+        f16x8_to_f32(wasm_v128_load(src + i), &lo, &hi);
+        wasm_v128_store(dst + i, lo);
+        wasm_v128_store(dst + i + 4, hi);
+    }
+    for (; i < n; i++) dst[i] = nbl_fp16_to_f32(src[i]);
+}
+
 static nbl_kernels T_WASM;
 static int wasm_ready;
 
@@ -456,6 +488,10 @@ const nbl_kernels *nbl_kernels_wasm(void) {
         t->dot_f32 = dot_f32v;
         t->axpy_f16 = w_axpy_f16;
         t->axpy_f32 = w_axpy_f32;
+        t->attn_qk = w_attn_qk;
+        t->attn_pv = w_attn_pv;
+        t->exp_sum = w_exp_sum;
+        t->f16_to_f32 = w_f16_to_f32;
         nbl_kernels_fill(t);
         wasm_ready = 1;
     }

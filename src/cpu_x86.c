@@ -1300,6 +1300,85 @@ T2 static void x86_axpy_f32(float *y, float a, const float *v, int64_t n) {
     for (; i < n; i++) y[i] += a * v[i];
 }
 
+/* s[j] = scale * dot(q, k_j) for 8 keys at a time: eight accumulators, then one transposing
+ * reduction gives the eight sums in one vector. */
+T2 static void x86_attn_qk(const float *q, const float *k, int64_t nk, int64_t D, float scale, float *s) {
+    const int64_t D8 = D & ~(int64_t)7;
+    int64_t j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        __m256 a[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D8; d += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + d);
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (j + i) * D + d), a[i]);
+        }
+        const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+        const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+        const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+        __m256 r = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+        if (D8 < D) { /* head sizes that are not a multiple of 8 */
+            float tl[8];
+            for (int i = 0; i < 8; i++) {
+                tl[i] = 0.0f;
+                for (int64_t d = D8; d < D; d++) tl[i] += q[d] * k[(j + i) * D + d];
+            }
+            r = _mm256_add_ps(r, _mm256_loadu_ps(tl));
+        }
+        _mm256_storeu_ps(s + j, _mm256_mul_ps(r, _mm256_set1_ps(scale)));
+    }
+    for (; j < nk; j++) s[j] = x86_dot_f32(q, k + j * D, D) * scale;
+}
+
+/* o += sum_j p[j] * v_j, 32 outputs at a time kept in registers across the keys. */
+T2 static void x86_attn_pv(float *o, const float *p, const float *v, int64_t nk, int64_t D) {
+    int64_t d = 0;
+    for (; d + 32 <= D; d += 32) {
+        __m256 a0 = _mm256_loadu_ps(o + d), a1 = _mm256_loadu_ps(o + d + 8);
+        __m256 a2 = _mm256_loadu_ps(o + d + 16), a3 = _mm256_loadu_ps(o + d + 24);
+        for (int64_t j = 0; j < nk; j++) {
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            const float *vj = v + j * D + d;
+            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 24), a3);
+        }
+        _mm256_storeu_ps(o + d, a0);
+        _mm256_storeu_ps(o + d + 8, a1);
+        _mm256_storeu_ps(o + d + 16, a2);
+        _mm256_storeu_ps(o + d + 24, a3);
+    }
+    for (; d + 8 <= D; d += 8) {
+        __m256 a0 = _mm256_loadu_ps(o + d);
+        for (int64_t j = 0; j < nk; j++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * D + d), a0);
+        _mm256_storeu_ps(o + d, a0);
+    }
+    for (; d < D; d++)
+        for (int64_t j = 0; j < nk; j++) o[d] += p[j] * v[j * D + d];
+}
+
+T2 static float x86_exp_sum(float *s, int64_t n, float m) {
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), mv));
+        _mm256_storeu_ps(s + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum_ps(acc);
+    for (; i < n; i++) sum += (s[i] = expf(s[i] - m));
+    return sum;
+}
+
+T2 static void x86_f16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = h2f(src[i]);
+}
+
 /* ---- tables ------------------------------------------------------------------------------ */
 
 static int cpu_has_f16c(void) {
@@ -1334,6 +1413,10 @@ static void fill_common(nbl_kernels *t) {
     t->dot_f32 = x86_dot_f32;
     t->axpy_f16 = x86_axpy_f16;
     t->axpy_f32 = x86_axpy_f32;
+    t->attn_qk = x86_attn_qk;
+    t->attn_pv = x86_attn_pv;
+    t->exp_sum = x86_exp_sum;
+    t->f16_to_f32 = x86_f16_to_f32;
 }
 
 static nbl_kernels T_AVX2, T_AVX512;

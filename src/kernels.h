@@ -141,6 +141,13 @@ typedef struct nbl_kernels {
     float (*dot_f32)(const float *q, const float *k, int64_t n);
     void (*axpy_f16)(float *y, float a, const uint16_t *v, int64_t n);
     void (*axpy_f32)(float *y, float a, const float *v, int64_t n);
+    /* Attention on a block of nk keys already in f32, rows D floats apart (D a multiple of 8):
+     * attn_qk: s[j] = scale * dot(q, k + j*D); attn_pv: o[0..D) += sum_j p[j] * v[j*D .. +D);
+     * exp_sum: s[j] = exp(s[j] - m), returns the sum; f16_to_f32 converts n halves. */
+    void (*attn_qk)(const float *q, const float *k, int64_t nk, int64_t D, float scale, float *s);
+    void (*attn_pv)(float *o, const float *p, const float *v, int64_t nk, int64_t D);
+    float (*exp_sum)(float *s, int64_t n, float m);
+    void (*f16_to_f32)(float *dst, const uint16_t *src, int64_t n);
 } nbl_kernels;
 
 /* Every table is complete: entries an ISA does not speed up are copied from the reference. */

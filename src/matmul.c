@@ -298,13 +298,14 @@ typedef struct att_job {
     const nbl_kernels *kt;
     int32_t group, heads_per_unit, n_hsplit, t_per_unit, n_tchunks;
     int64_t n_units;
-    float *scratch;       /* per thread: ATT_ROWS*(head_dim + 2) + ATT_KB floats */
+    float *scratch;       /* per thread: see att_unit */
     size_t scratch_per_thread;
     atomic_long next;
 } att_job;
 
 static void att_unit(const att_job *j, int64_t u, float *buf) {
     const nbl_attn_args *a = j->a;
+    const nbl_kernels *kt = j->kt;
     const int32_t D = a->head_dim;
     const int32_t tc = (int32_t)(u % j->n_tchunks);
     const int32_t hs = (int32_t)((u / j->n_tchunks) % j->n_hsplit);
@@ -315,7 +316,9 @@ static void att_unit(const att_job *j, int64_t u, float *buf) {
     const int32_t g1 = g0 + j->heads_per_unit < j->group ? g0 + j->heads_per_unit : j->group;
     const int32_t ng = g1 - g0, nrows = (t1 - t0) * ng;
     if (nrows <= 0) return;
-    float *acc = buf, *mx = acc + (size_t)ATT_ROWS * D, *sum = mx + ATT_ROWS, *s = sum + ATT_ROWS;
+    /* scratch: acc [ATT_ROWS][D] | kf, vf [ATT_KB][D] | s [ATT_KB] | mx, sum [ATT_ROWS] */
+    float *acc = buf, *kf = acc + (size_t)ATT_ROWS * D, *vf = kf + (size_t)ATT_KB * D;
+    float *s = vf + (size_t)ATT_KB * D, *mx = s + ATT_KB, *sum = mx + ATT_ROWS;
     for (int32_t r = 0; r < nrows; r++) {
         mx[r] = -INFINITY;
         sum[r] = 0.0f;
@@ -328,36 +331,42 @@ static void att_unit(const att_job *j, int64_t u, float *buf) {
     const int32_t n_keys = a->pos0 + t1; /* the last row of the unit sees this many */
     for (int32_t k0 = 0; k0 < n_keys; k0 += ATT_KB) {
         const int32_t k1 = k0 + ATT_KB < n_keys ? k0 + ATT_KB : n_keys;
+        /* The block's keys and values in f32, once for all the unit's rows. */
+        const float *K, *V;
+        if (!f16 && a->kv_stride_pos == D) {
+            K = (const float *)kb + (size_t)k0 * D;
+            V = (const float *)vb + (size_t)k0 * D;
+        } else {
+            for (int32_t p = k0; p < k1; p++) {
+                const uint8_t *kp = kb + (size_t)p * a->kv_stride_pos * esz, *vp = vb + (size_t)p * a->kv_stride_pos * esz;
+                if (f16) {
+                    kt->f16_to_f32(kf + (size_t)(p - k0) * D, (const uint16_t *)kp, D);
+                    kt->f16_to_f32(vf + (size_t)(p - k0) * D, (const uint16_t *)vp, D);
+                } else {
+                    memcpy(kf + (size_t)(p - k0) * D, kp, (size_t)D * 4);
+                    memcpy(vf + (size_t)(p - k0) * D, vp, (size_t)D * 4);
+                }
+            }
+            K = kf;
+            V = vf;
+        }
         for (int32_t r = 0; r < nrows; r++) {
             const int32_t t = t0 + r / ng, h = kvh * j->group + g0 + r % ng;
             const int32_t kend = (a->pos0 + t + 1) < k1 ? (a->pos0 + t + 1) : k1; /* causal */
             if (kend <= k0) continue;
-            const float *q = a->q + (int64_t)t * a->q_stride_t + (int64_t)h * D;
+            const int32_t nk = kend - k0;
+            kt->attn_qk(a->q + (int64_t)t * a->q_stride_t + (int64_t)h * D, K, nk, D, a->scale, s);
             float bmax = -INFINITY;
-            for (int32_t p = k0; p < kend; p++) {
-                const void *kp = kb + (size_t)p * a->kv_stride_pos * esz;
-                const float d = f16 ? j->kt->dot_f32_f16(q, kp, D) : j->kt->dot_f32(q, kp, D);
-                s[p - k0] = d * a->scale;
-                bmax = fmaxf(bmax, s[p - k0]);
-            }
+            for (int32_t p = 0; p < nk; p++) bmax = s[p] > bmax ? s[p] : bmax;
             float *o = acc + (size_t)r * D;
-            if (bmax > mx[r]) {
+            if (bmax > mx[r]) { /* online softmax: rescale what was accumulated so far */
                 const float c = expf(mx[r] - bmax); /* 0 on the first block */
                 sum[r] *= c;
                 for (int32_t d = 0; d < D; d++) o[d] *= c;
                 mx[r] = bmax;
             }
-            float bs = 0.0f;
-            for (int32_t p = k0; p < kend; p++) {
-                const float e = expf(s[p - k0] - mx[r]);
-                bs += e;
-                const void *vp = vb + (size_t)p * a->kv_stride_pos * esz;
-                if (f16)
-                    j->kt->axpy_f16(o, e, vp, D);
-                else
-                    j->kt->axpy_f32(o, e, vp, D);
-            }
-            sum[r] += bs;
+            sum[r] += kt->exp_sum(s, nk, mx[r]);
+            kt->attn_pv(o, s, V, nk, D);
         }
     }
     for (int32_t r = 0; r < nrows; r++) {
@@ -408,7 +417,7 @@ nbl_status nbl_attention(nbl_threadpool *tp, const nbl_attn_args *a, nbl_error *
         j.n_hsplit = (j.group + j.heads_per_unit - 1) / j.heads_per_unit;
     }
     j.n_units = (int64_t)a->n_head_kv * j.n_tchunks * j.n_hsplit;
-    j.scratch_per_thread = (size_t)ATT_ROWS * ((size_t)a->head_dim + 2) + ATT_KB + 16;
+    j.scratch_per_thread = ((size_t)ATT_ROWS * ((size_t)a->head_dim + 2) + (size_t)ATT_KB * (2 * (size_t)a->head_dim + 1) + 31) & ~(size_t)15;
     const size_t need = j.scratch_per_thread * (size_t)nth * sizeof(float);
     void *heap = NULL;
     j.scratch = nbl_threadpool_scratch(tp, need);
