@@ -54,13 +54,14 @@ API nbl_tasks *nblw_tasks_new(const nblw_model_head *model, int32_t n_ctx, int32
     nbl_tasks_options o;
     nbl_tasks_options_init(&o);
     o.n_ctx = n_ctx > 0 ? n_ctx : 0;
-    /* Task sessions run on the calling thread only. Every session owns a thread pool, and the
-     * threaded build's pthread pool is started with exactly enough workers for the chat
-     * session's: a task session asking for more would wait for threads that can only start
-     * once the caller yields to the event loop. (A pool shared by a model's sessions would lift
-     * this.) */
+    /* Sessions share their model's compute pool, made by the first session (the chat's, at
+     * load): n_threads only sizes it when a task session comes first. */
+#ifdef __EMSCRIPTEN_PTHREADS__
+    o.n_threads = n_threads > 0 ? n_threads : 1;
+#else
     (void)n_threads;
-    o.n_threads = 1;
+    o.n_threads = 1; /* the caller is the only thread */
+#endif
     o.shared_session = shared ? 1 : 0;
     nbl_tasks *t = NULL;
     if (nbl_tasks_new(model->m, &o, &t, &t_err)) return NULL;

@@ -54,9 +54,9 @@ function samplingJson(o, extra = {}) {
 /** The C tasks context for one model in one wasm core. */
 export class CoreTasks {
   /**
-   * Options: nCtx (context of each task session, default 2048), shared (one session for every
-   * task: less memory, less prompt caching). Task sessions run on one thread (see
-   * src/wasm_tasks.c); threads is passed on for when that changes.
+   * Options: nCtx (context of each task session, default 2048), threads (sizes the model's
+   * compute pool only if no session made it yet), shared (one session for every task: less
+   * memory, less prompt caching).
    */
   constructor(core, model, { nCtx = 2048, threads = core.threads, shared = false } = {}) {
     this.core = core;
