@@ -157,6 +157,9 @@ const nbl_kernels *nbl_kernels_avx2(void);   /* AVX2 + FMA + F16C */
 const nbl_kernels *nbl_kernels_avx512(void); /* AVX-512 F/BW/VL + VNNI */
 const nbl_kernels *nbl_kernels_neon(void);
 const nbl_kernels *nbl_kernels_wasm(void);
+/* cpu_x86_ops.c: fills t's elementwise and attention entries with the AVX2 versions (call only
+ * when the CPU has AVX2, FMA and F16C). */
+void nbl_x86_fill_ops(nbl_kernels *t);
 /* The fastest table available (NBL_ISA=ref|avx2|avx512|neon|wasm in the environment forces one
  * when available). Chosen once, thread-safe. */
 const nbl_kernels *nbl_kernels_best(void);
