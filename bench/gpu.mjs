@@ -96,12 +96,12 @@ async function decodeSync(n) {
 }
 
 let lastTokens = [];
-async function decodePipelined(n, depth = 4) {
+async function decodePipelined(n, depth = 4, skipKinds = null) {
   const t = performance.now();
   const inflight = [];
   const toks = [];
   for (let j = 0; j < n; j++) {
-    inflight.push(exec.run({ programs: ['decode', 'head', 'argmax'], vars: { n_tokens: 1, pos0: PROMPT + j }, read: { output: 'token' } }));
+    inflight.push(exec.run({ programs: ['decode', 'head', 'argmax'], vars: { n_tokens: 1, pos0: PROMPT + j }, read: { output: 'token' }, skipKinds }));
     if (inflight.length >= depth) toks.push((await inflight.shift())[0]);
   }
   for (const r of await Promise.all(inflight)) toks.push(r[0]);
@@ -138,6 +138,22 @@ if (nCheck > 0) {
   cpuCheck = { gpu: gpuToks, cpu: cpuToks, agree };
   console.log(`greedy tokens, GPU vs CPU: first ${agree} of ${nCheck} agree | GPU ${gpuToks.slice(0, 8).join(',')} | CPU ${cpuToks.slice(0, 8).join(',')}`);
 }
+// Host time to record and submit a decode step, and what each kernel kind adds to a pipelined
+// step (the step with that kind left out: wrong results, real timing in one compute pass).
+let enc0 = exec.encodeMs;
+await decodePipelined(GEN);
+const encodeUs = (exec.encodeMs - enc0) / GEN * 1000;
+const marginal = {};
+const fullMs = median([await decodePipelined(GEN), await decodePipelined(GEN), await decodePipelined(GEN)]) / GEN;
+for (const kind of ['matvec', 'attention', 'head', 'sample']) {
+  await prefill();
+  const ms = median([await decodePipelined(GEN, 4, [kind]), await decodePipelined(GEN, 4, [kind])]) / GEN;
+  marginal[kind] = (fullMs - ms) * 1000;
+}
+const emptyMs = median([await decodePipelined(GEN, 4, ['embed', 'matvec', 'attention', 'head', 'sample'])]) / GEN;
+console.log(`decode step: host records+submits in ${encodeUs.toFixed(0)} us; pipelined ${(fullMs * 1000).toFixed(0)} us, ` +
+  `with no dispatches at all ${(emptyMs * 1000).toFixed(0)} us; each kind adds: ` +
+  Object.entries(marginal).map(([k, v]) => `${k} ${v.toFixed(0)} us`).join(', '));
 const prefillTps = PROMPT / (median(pre) / 1000);
 const syncTps = GEN / (median(sync) / 1000);
 const pipedTps = GEN / (median(piped) / 1000);
@@ -151,7 +167,8 @@ const result = {
   model: path.basename(model), adapter: info, plan: { pipelines: plan.pipelines.length, bytes: plan.bytes, precision: plan.precision },
   load_ms: loadMs, prompt: PROMPT, gen: GEN, prefill_ms: pre, prefill_tps: prefillTps,
   decode_sync_ms: sync, decode_sync_tps: syncTps, decode_pipelined_ms: piped, decode_pipelined_tps: pipedTps,
-  dispatches: counts, dispatches_per_decode_token: perTok, cpu_check: cpuCheck, first_tokens: lastTokens.slice(0, 16),
+  dispatches: counts, dispatches_per_decode_token: perTok, cpu_check: cpuCheck, encode_us: encodeUs,
+  decode_step_us: fullMs * 1000, empty_step_us: emptyMs * 1000, marginal_us: marginal, first_tokens: lastTokens.slice(0, 16),
 };
 
 // GPU time per kernel kind: every dispatch in its own pass between timestamps. Passes add their

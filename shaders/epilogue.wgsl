@@ -9,7 +9,8 @@
 //   EPI_ADD    Y += result (the residual stream).
 //   otherwise  Y = result (+ bias).
 // Needs: VEC (array<vec4<f32>>), Y, and for EPI_QKV the caches KC, VC; constants N, ROW0, WROW0,
-// YSTRIDE, Y_OFF, and BIAS_OFF (BIAS), HD, QD, KD, NCTX, FREQ_OFF (EPI_QKV), NFF (EPI_SWIGLU).
+// YSTRIDE, Y_OFF, YROW0 (Y's first row when a dispatch writes a row range of a bigger product to
+// its own buffer), and BIAS_OFF (BIAS), HD, QD, KD, NCTX, FREQ_OFF (EPI_QKV), NFF (EPI_SWIGLU).
 
 fn vecf(i: u32) -> f32 { return VEC[i >> 2u][i & 3u]; }
 
@@ -67,9 +68,9 @@ fn emit(lg: u32, t: u32, v0: f32, pv0: f32) {
   }
 #else
 #ifdef EPI_ADD
-  Y[Y_OFF + t * YSTRIDE + ph] += v;
+  Y[Y_OFF + t * YSTRIDE + ph - YROW0] += v;
 #else
-  Y[Y_OFF + t * YSTRIDE + ph] = v;
+  Y[Y_OFF + t * YSTRIDE + ph - YROW0] = v;
 #endif
 #endif
 #endif

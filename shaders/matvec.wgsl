@@ -38,20 +38,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
   // acc: the dot product; ss: the sum of squares of x for the norm. A row's TPR threads cover
   // all of x between them, so the norm costs no pass and no barrier of its own.
+  // A fixed trip count (the index clamped, the extra contribution masked) lets the compiler issue
+  // every load of the row slice at once instead of one memory latency per iteration.
   var acc = 0.0;
   var ss = 0.0;
   if (l0 + r < N) {
     let rb = wrow_byte(ROW0 + l0 + r);
-    for (var q = lane; q < K / GS; q += TPR) {
+    for (var it = 0u; it < (K / GS + TPR - 1u) / TPR; it++) {
+      let q0 = lane + it * TPR;
+      let q = min(q0, K / GS - 1u);
+      let f = select(0.0, 1.0, q0 < K / GS);
       let w = dqg(rb, q);
+      var pa = 0.0;
       for (var i = 0u; i < GS / 4u; i++) {
         var xv = X[xb + q * (GS / 4u) + i];
 #ifdef NORM
-        ss += dot(xv, xv);
+        ss += f * dot(xv, xv);
         xv *= VEC[NORM_OFF / 4u + q * (GS / 4u) + i];
 #endif
-        acc += f32(dot(w[i], vec4<AT>(xv)));
+        pa += f32(dot(w[i], vec4<AT>(xv)));
       }
+      acc += f * pa;
     }
   }
   var v = vec2<f32>(acc, ss);

@@ -179,6 +179,7 @@ export class GpuExecutor {
     this.bindGroups = {};
     this.staging = [];
     this.paramsData = new Uint32Array(plan.params.fields.length);
+    this.encodeMs = 0; // host time spent recording and submitting steps (benchmarks read it)
   }
 
   async _init(readRange, loadShader, onProgress) {
@@ -320,10 +321,12 @@ export class GpuExecutor {
    * resolves with the requested output: read = { output, rows } (rows of the output's row size,
    * default 1), or null for nothing. Steps may be issued before earlier ones resolve; the queue
    * keeps them in order. With profile = true (and timestamp-query) every dispatch gets its own pass
-   * and the result carries { value, profile: [{ program, label, kind, ns }] }.
+   * and the result carries { value, profile: [{ program, label, kind, ns }] }. skipKinds (a
+   * benchmark's tool: results are wrong) leaves out the dispatches of those kinds.
    */
-  async run({ programs, vars, inputs = {}, read = null, profile = false }) {
+  async run({ programs, vars, inputs = {}, read = null, profile = false, skipKinds = null }) {
     if (this.lostInfo) throw new GpuLostError(this.lostInfo);
+    const tEnc = performance.now();
     const { device, plan } = this;
     const v = this._vars(vars);
     const nTok = v.n_tokens;
@@ -358,7 +361,7 @@ export class GpuExecutor {
       for (let j = 0; j < prog.length; j++) {
         const d = prog[j];
         const x = grid(d.grid[0]), y = grid(d.grid[1]), z = grid(d.grid[2]);
-        if (!x || !y || !z) continue;
+        if (!x || !y || !z || skipKinds?.includes(d.kind)) continue;
         if (prof) {
           const k = prof.length;
           pass = enc.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 2 * k, endOfPassWriteIndex: 2 * k + 1 } });
@@ -390,6 +393,7 @@ export class GpuExecutor {
       enc.copyBufferToBuffer(profBuf, 0, profStage, 0, prof.length * 16);
     }
     device.queue.submit([enc.finish()]);
+    this.encodeMs += performance.now() - tEnc;
     let value = null;
     if (st) {
       try {
