@@ -10,8 +10,9 @@ if (!file) {
   process.exit(2);
 }
 
+// SwiftShader runs WebGPU on the CPU: a busy 2-core machine needs minutes per model file.
 // TAP's closing summary counts tests only (not suites), which is what the C tests report too.
-const child = spawn(process.execPath, ['--test', '--test-reporter=tap', '--test-timeout=120000', file], {
+const child = spawn(process.execPath, ['--test', '--test-reporter=tap', '--test-timeout=600000', file], {
   stdio: ['ignore', 'pipe', 'pipe'],
 });
 let out = '';
