@@ -1,6 +1,7 @@
 // Every fixture model through the WebGPU path, fused and unfused, with every greedy step: run with
 // NBL_GPU_THOROUGH=1 (SwiftShader needs many minutes for all of them; the default run covers one
-// model of each weight family in gpu-qwen2/gpu-llama/gpu-misc). Without it this file skips.
+// model of each weight type in gpu-qwen2, gpu-llama, gpu-float, gpu-quant, gpu-types-a/b and
+// gpu-unfused). Without it this file skips.
 // Comparisons and tolerances: see gpu-common.mjs.
 
 import { test } from 'node:test';
