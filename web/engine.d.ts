@@ -244,6 +244,8 @@ export declare class Engine {
 
 export declare function createEngine(options: EngineOptions): Promise<Engine>;
 export declare function registerBackend(name: string, factory: BackendFactory): void;
+/** Whether a backend of that name is registered (e.g. 'webgpu': can this build use the GPU?). */
+export declare function hasBackend(name: string): boolean;
 export declare const DEFAULT_BACKENDS: readonly string[];
 export declare function requestParams(request: ChatCompletionRequest, defaults?: Sampling): GenerationParams;
 export declare function abortError(reason?: unknown): Error;

@@ -28,6 +28,11 @@ export function registerBackend(name, factory) {
   registry.set(name, factory);
 }
 
+/** Whether a backend of that name is registered (e.g. 'webgpu': can this build use the GPU?). */
+export function hasBackend(name) {
+  return registry.has(name);
+}
+
 /** The default order of the fallback chain. */
 export const DEFAULT_BACKENDS = Object.freeze(['webgpu', 'wasm', 'remote']);
 

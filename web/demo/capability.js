@@ -4,6 +4,7 @@
 // page's honest summary: GPU, CPU (slower), or the server model.
 
 import { formatBytes } from './util.js';
+import { hasBackend } from '../engine.js';
 
 // The smallest module using a v128 instruction; validates only where SIMD128 is supported.
 const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
@@ -57,10 +58,11 @@ export const SUMMARIES = Object.freeze({
 
 /**
  * Runs every check. needBytes: what the install still has to store. endpoint: whether a server
- * model is configured. Resolves to { gpu, wasm, threads, cores, storage, verdict, summary, notes }
+ * model is configured. gpuEngine: whether the engine can run the model on WebGPU (a registered
+ * 'webgpu' backend); without one a usable GPU is reported but the verdict stays 'cpu'. Resolves to { gpu, wasm, threads, cores, storage, verdict, summary, notes }
  * where verdict is 'gpu' | 'cpu' | 'server' | 'none'.
  */
-export async function checkCapabilities({ needBytes = null, endpoint = false } = {}) {
+export async function checkCapabilities({ needBytes = null, endpoint = false, gpuEngine = hasBackend('webgpu') } = {}) {
   const [gpu, storage] = await Promise.all([checkGpu(), checkStorage(needBytes)]);
   const wasm = checkWasm();
   const threads = globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
@@ -68,7 +70,7 @@ export async function checkCapabilities({ needBytes = null, endpoint = false } =
   const canRunCore = wasm.available && wasm.simd; // the core (tokenizer, sampling) is wasm even on the GPU
   const notes = [];
   let verdict;
-  if (canRunCore && gpu.available && !gpu.fallback) verdict = 'gpu';
+  if (canRunCore && gpu.available && !gpu.fallback && gpuEngine) verdict = 'gpu';
   else if (canRunCore) verdict = 'cpu';
   else verdict = endpoint ? 'server' : 'none';
   if (verdict !== 'server' && verdict !== 'none' && !storage.enough) {
@@ -78,6 +80,9 @@ export async function checkCapabilities({ needBytes = null, endpoint = false } =
   const summary = SUMMARIES[verdict];
   if (verdict === 'gpu' && !gpu.f16) notes.push('Your GPU lacks 16-bit shaders (shader-f16): it runs in 32-bit, a little slower.');
   if (verdict === 'cpu' && gpu.why) notes.push(`No GPU: ${gpu.why}.`);
+  else if (verdict === 'cpu' && gpu.available && !gpu.fallback && !gpuEngine) {
+    notes.push('This browser has WebGPU, but this build of the engine runs the model on the CPU.');
+  }
   if ((verdict === 'cpu' || verdict === 'gpu') && !threads) {
     notes.push('This page is not cross-origin isolated, so the CPU work uses one thread.');
   }
