@@ -404,6 +404,15 @@ T5 AI __m512i dec64(const int D, const uint8_t *b0, const uint8_t *b1) {
     return z;
 }
 
+/* The dpbusd starting value for the block pair at b: the offset correction -O*sum(x) of each
+ * block (shifted as the panel offset requires) in lane 0 of its half, so lane sums carry it. */
+T5 AI __m512i pair_init(const xrow *xr, int64_t b, const int O, const int SH) {
+    if (!O) return _mm512_setzero_si512();
+    __m128i ns = _mm_loadl_epi64((const __m128i *)(xr->nsum + b));
+    if (SH) ns = _mm_srai_epi32(ns, SH);
+    return _mm512_maskz_expand_epi32(0x0101, _mm512_castsi128_si512(ns));
+}
+
 T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, float *y) {
     const int64_t nb = K / 32, np = nb / 2;
     const int BS = d_bytes(D), O = d_off(D), MIN = d_min(D);
@@ -418,12 +427,7 @@ T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size
     for (int64_t p = 0; p < np; p++) {
         const int64_t b = 2 * p;
         const __m512i xv = _mm512_loadu_si512((const void *)(xr.qs + 32 * b));
-        __m512i init = _mm512_setzero_si512();
-        if (O) {
-            __m128i ns = _mm_loadl_epi64((const __m128i *)(xr.nsum + b));
-            if (SH) ns = _mm_srai_epi32(ns, SH);
-            init = _mm512_maskz_expand_epi32(0x0101, _mm512_castsi128_si512(ns));
-        }
+        const __m512i init = pair_init(&xr, b, O, SH);
         const __m128 dxp = _mm_castpd_ps(_mm_load_sd((const double *)(xr.d + b)));
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
@@ -476,12 +480,7 @@ T5 AI void tile64_4s_t(const int D, int64_t K, const uint8_t *w, size_t bw, cons
     for (int64_t p = 0; p < np; p++) {
         const int64_t b = 2 * p;
         const __m512i xv = _mm512_loadu_si512((const void *)(xr.qs + 32 * b));
-        __m512i init = _mm512_setzero_si512();
-        if (O) {
-            __m128i ns = _mm_loadl_epi64((const __m128i *)(xr.nsum + b));
-            if (SH) ns = _mm_srai_epi32(ns, SH);
-            init = _mm512_maskz_expand_epi32(0x0101, _mm512_castsi128_si512(ns));
-        }
+        const __m512i init = pair_init(&xr, b, O, SH);
         const uint8_t *b0 = w + (size_t)b * BS;
         __m512i P[4];
 #pragma GCC unroll 4
