@@ -291,11 +291,7 @@ T2 AI __m256i dec32(const int D, const uint8_t *blk, const int vnni) {
  * distance ahead. On an AVX-512 EPYC streaming Qwen2.5-0.5B Q4_0 from DRAM, one core went from
  * 25 to 42 tokens/s when the distance grew from one tile (NR rows) to 8-16 KiB; beyond that the
  * gain flattens, and lines fetched past a matrix's end belong to the tensor read next. */
-AI size_t prefetch_off(int NR, size_t bw) {
-    (void)NR;
-    (void)bw;
-    return 16384;
-}
+#define PREFETCH_DIST ((size_t)16384)
 
 T2 AI void tile32_t(const int D, const int VN, const int NR, const int NC, int64_t K, const uint8_t *w,
                     size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) {
@@ -320,7 +316,7 @@ T2 AI void tile32_t(const int D, const int VN, const int NR, const int NC, int64
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
-            if (NC == 1) _mm_prefetch((const char *)blk + prefetch_off(NR, bw), _MM_HINT_T0);
+            if (NC == 1) _mm_prefetch((const char *)blk + PREFETCH_DIST, _MM_HINT_T0);
             const float dw = h2f(ld16(blk));
             const __m256i u = dec32(D, blk, VN);
             const __m256i au = SIGNTRICK ? _mm256_sign_epi8(u, u) : u;
@@ -413,12 +409,25 @@ T5 AI __m512i pair_init(const xrow *xr, int64_t b, const int O, const int SH) {
     return _mm512_maskz_expand_epi32(0x0101, _mm512_castsi128_si512(ns));
 }
 
+/* Odd block count: the last block of NR rows at 256 bits, into tail[r]. */
+T5 AI void odd_tail(const int D, const int NR, int64_t K, const uint8_t *w, size_t bw, const xrow *xr, float *tail) {
+    const int64_t b = K / 32 - 1;
+    const int BS = d_bytes(D), O = d_off(D), MIN = d_min(D);
+    const int SH = O == 8 ? 4 : O == 16 ? 3 : 0;
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)(xr->qs + 32 * b));
+    const __m256i init = O ? _mm256_castsi128_si256(_mm_cvtsi32_si128(xr->nsum[b] >> SH)) : _mm256_setzero_si256();
+    for (int r = 0; r < NR; r++) {
+        const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
+        const __m256i P = _mm256_dpbusd_epi32(init, dec32(D, blk, 1), xv);
+        tail[r] = (float)hsum_epi32(P) * (h2f(ld16(blk)) * xr->d[b]) + (MIN ? h2f(ld16(blk + 2)) * xr->s[b] : 0.0f);
+    }
+}
+
 T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, float *y) {
     const int64_t nb = K / 32, np = nb / 2;
     const int BS = d_bytes(D), O = d_off(D), MIN = d_min(D);
     const int SH = O == 8 ? 4 : O == 16 ? 3 : 0;
     const xrow xr = xrow_q8(x, K);
-    const size_t pfo = prefetch_off(NR, bw);
     const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     __m512 acc[4];
     __m128 accm[4];
@@ -432,7 +441,7 @@ T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const uint8_t *b0 = w + (size_t)r * bw + (size_t)b * BS, *b1 = b0 + BS;
-            _mm_prefetch((const char *)b0 + pfo, _MM_HINT_T0);
+            _mm_prefetch((const char *)b0 + PREFETCH_DIST, _MM_HINT_T0);
             const __m512i u = dec64(D, b0, b1);
             const __m512i P = _mm512_dpbusd_epi32(init, u, xv);
             const uint32_t h2 = (uint32_t)ld16(b0) | ((uint32_t)ld16(b1) << 16);
@@ -447,16 +456,7 @@ T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size
         }
     }
     float tail[4] = {0, 0, 0, 0};
-    if (nb & 1) { /* odd block count: the last block at 256 bits */
-        const int64_t b = nb - 1;
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xr.qs + 32 * b));
-        const __m256i init = O ? _mm256_castsi128_si256(_mm_cvtsi32_si128(xr.nsum[b] >> SH)) : _mm256_setzero_si256();
-        for (int r = 0; r < NR; r++) {
-            const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
-            const __m256i P = _mm256_dpbusd_epi32(init, dec32(D, blk, 1), xv);
-            tail[r] = (float)hsum_epi32(P) * (h2f(ld16(blk)) * xr.d[b]) + (MIN ? h2f(ld16(blk + 2)) * xr.s[b] : 0.0f);
-        }
-    }
+    if (nb & 1) odd_tail(D, NR, K, w, bw, &xr, tail);
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         __m128 m = accm[r];
@@ -467,14 +467,13 @@ T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size
 
 /* Four rows of a symmetric type (no minimums) at 512 bits, reducing before scaling: the integer
  * dots of the 4 rows x 2 blocks are summed across lanes into one vector [r0b0 .. r3b0, r0b1 ..
- * r3b1] (integer adds and in-lane unpacks), whose 8 weight scales come in one gather. Scaling
+ * r3b1] (integer adds and in-lane unpacks), scaled by its 8 weight scales at once. Scaling
  * each row's 16 lanes separately costs four times the conversions and cross-lane moves. */
 T5 AI void tile64_4s_t(const int D, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, float *y) {
     const int64_t nb = K / 32, np = nb / 2;
     const int BS = d_bytes(D), O = d_off(D);
     const int SH = O == 8 ? 4 : O == 16 ? 3 : 0;
     const xrow xr = xrow_q8(x, K);
-    const size_t pfo = prefetch_off(4, bw);
     const __m256i dsel = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t p = 0; p < np; p++) {
@@ -486,7 +485,7 @@ T5 AI void tile64_4s_t(const int D, int64_t K, const uint8_t *w, size_t bw, cons
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const uint8_t *rb = b0 + (size_t)r * bw;
-            _mm_prefetch((const char *)rb + pfo, _MM_HINT_T0);
+            _mm_prefetch((const char *)rb + PREFETCH_DIST, _MM_HINT_T0);
             P[r] = _mm512_dpbusd_epi32(init, dec64(D, rb, rb + BS), xv);
         }
         /* per 128-bit chunk: [S0 S1 S2 S3], Sr = that chunk's 4-lane sum for row r */
@@ -503,26 +502,17 @@ T5 AI void tile64_4s_t(const int D, int64_t K, const uint8_t *w, size_t bw, cons
         const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)(xr.d + b)))), dsel);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_mul_ps(dw, dx), acc);
     }
-    float t[8];
+    float t[8], tail[4] = {0, 0, 0, 0};
     _mm256_storeu_ps(t, acc);
-    for (int r = 0; r < 4; r++) y[r] = t[r] + t[r + 4];
-    if (nb & 1) { /* odd block count: the last block at 256 bits */
-        const int64_t b = nb - 1;
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xr.qs + 32 * b));
-        const __m256i init = O ? _mm256_castsi128_si256(_mm_cvtsi32_si128(xr.nsum[b] >> SH)) : _mm256_setzero_si256();
-        for (int r = 0; r < 4; r++) {
-            const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
-            const __m256i P = _mm256_dpbusd_epi32(init, dec32(D, blk, 1), xv);
-            y[r] += (float)hsum_epi32(P) * (h2f(ld16(blk)) * xr.d[b]);
-        }
-    }
+    if (nb & 1) odd_tail(D, 4, K, w, bw, &xr, tail);
+    for (int r = 0; r < 4; r++) y[r] = t[r] + t[r + 4] + tail[r];
 }
 
 /* Decode (one column) at 512 bits; several columns reuse the 256-bit tile with its 4x4 blocking. */
 #define MAKE_TILE64(name, D)                                                                    \
     T5 static void name##_k(const int NR, const int NC, int64_t K, const uint8_t *w, size_t bw,  \
                             const uint8_t *x, size_t bx, float *y, int64_t ldy) {               \
-        if (NC == 1 && NR == 4 && !d_min(D) && bw <= (1u << 28)) tile64_4s_t(D, K, w, bw, x, y); \
+        if (NC == 1 && NR == 4 && !d_min(D)) tile64_4s_t(D, K, w, bw, x, y);                   \
         else if (NC == 1 && NR == 4) tile64_t(D, 4, K, w, bw, x, y);                            \
         else if (NC == 1) tile64_t(D, 1, K, w, bw, x, y);                                       \
         else if (NR == 4) tile32_t(D, 1, 4, 4, K, w, bw, x, bx, y, ldy);                         \
@@ -590,7 +580,7 @@ T2 AI void tilek_t(const int Q, const int VN, const int NR, int64_t K, const uin
             const uint8_t *rowp = w + (size_t)r * bw;
             {
                 const size_t sbb = (size_t)(bw / (size_t)nsb); /* bytes per super-block */
-                const char *pf = (const char *)rowp + (size_t)sb * sbb + prefetch_off(NR, bw);
+                const char *pf = (const char *)rowp + (size_t)sb * sbb + PREFETCH_DIST;
                 for (size_t o = 0; o < sbb; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
             }
             __m256i isum = _mm256_setzero_si256();
@@ -714,7 +704,7 @@ MAKE_TILEK(t5_q3_K, KQ3, T5, 1)
 T5 AI void tilek512_t(const int Q, const int NR, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, float *y) {
     const int64_t nsb = K / 256;
     const xrow xr = xrow_qk(x, K);
-    const size_t sbb = (size_t)(bw / (size_t)nsb), pfo = prefetch_off(NR, bw);
+    const size_t sbb = (size_t)(bw / (size_t)nsb);
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
     __m512 acc[4];
     float accm[4];
@@ -730,7 +720,7 @@ T5 AI void tilek512_t(const int Q, const int NR, int64_t K, const uint8_t *w, si
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const uint8_t *rowp = w + (size_t)r * bw;
-            for (size_t o = 0; o < sbb; o += 64) _mm_prefetch((const char *)rowp + (size_t)sb * sbb + pfo + o, _MM_HINT_T0);
+            for (size_t o = 0; o < sbb; o += 64) _mm_prefetch((const char *)rowp + (size_t)sb * sbb + PREFETCH_DIST + o, _MM_HINT_T0);
             __m512i isum = _mm512_setzero_si512();
             float dall;
             if (Q == KQ6) {
