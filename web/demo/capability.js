@@ -59,8 +59,9 @@ export const SUMMARIES = Object.freeze({
 /**
  * Runs every check. needBytes: what the install still has to store. endpoint: whether a server
  * model is configured. gpuEngine: whether the engine can run the model on WebGPU (a registered
- * 'webgpu' backend); without one a usable GPU is reported but the verdict stays 'cpu'. Resolves to { gpu, wasm, threads, cores, storage, verdict, summary, notes }
- * where verdict is 'gpu' | 'cpu' | 'server' | 'none'.
+ * 'webgpu' backend); without one a usable GPU is reported but the verdict stays 'cpu'. Resolves
+ * to { gpu, wasm, threads, cores, storage, verdict, summary, notes } where verdict is 'gpu' |
+ * 'cpu' | 'server' | 'none'.
  */
 export async function checkCapabilities({ needBytes = null, endpoint = false, gpuEngine = hasBackend('webgpu') } = {}) {
   const [gpu, storage] = await Promise.all([checkGpu(), checkStorage(needBytes)]);
