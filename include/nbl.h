@@ -22,7 +22,8 @@ typedef enum nbl_status {
     NBL_E_UNSUPPORTED, /* well-formed but not supported (tensor type, architecture) */
     NBL_E_NOMEM,       /* allocation failed or a size does not fit in memory */
     NBL_E_CONTEXT,     /* the KV cache (context window) is full */
-    NBL_E_STATE        /* call not valid in the object's current state */
+    NBL_E_STATE,       /* call not valid in the object's current state */
+    NBL_E_DEVICE       /* an external executor's device is gone (e.g. GPU device lost) */
 } nbl_status;
 
 typedef struct nbl_error {
@@ -80,10 +81,23 @@ void nbl_model_get_info(const nbl_model *model, nbl_model_info *info);
 
 /* ---- sessions ---------------------------------------------------------------------------- */
 
+/* An external executor of the forward pass (the browser's GPU plan executor, or a test's). It is
+ * handed the tokens already in the cache (cached[0..pos), whose keys and values it may or may not
+ * still hold: it owns its cache and may rebuild it from them) and evaluates the n new tokens at
+ * positions pos..pos+n-1, writing the logits of the last one, or of every one when logits_all,
+ * to out ([rows][n_vocab]). Returns NBL_OK; NBL_E_DEVICE when its device is gone for good, upon
+ * which the session moves to the CPU (the model's weights must be loaded), rebuilds its cache
+ * there from cached[] and goes on as if nothing happened; any other status fails the eval. */
+typedef nbl_status (*nbl_forward_fn)(void *ctx, const int32_t *cached, int32_t pos,
+                                     const int32_t *tokens, int32_t n, int32_t logits_all,
+                                     float *out, nbl_error *err);
+
 typedef struct nbl_session_options {
     int32_t n_ctx;     /* KV cache length in tokens; 0 = min(n_ctx_train, 4096) */
     int32_t n_batch;   /* max tokens per internal prefill chunk; 0 = 256 */
     int32_t n_threads; /* 0 = model default */
+    nbl_forward_fn forward; /* NULL: the CPU runs the forward pass */
+    void *forward_ctx;
 } nbl_session_options;
 
 void nbl_session_options_init(nbl_session_options *opt);
@@ -108,6 +122,10 @@ const int32_t *nbl_session_tokens(const nbl_session *s); /* the pos tokens in th
 
 /* Drops cached tokens from position n_keep on (0 = reset). */
 nbl_status nbl_session_truncate(nbl_session *s, int32_t n_keep);
+
+/* 1 while an external forward executor runs the session, 0 on the CPU (from the start, or since
+ * the executor reported NBL_E_DEVICE). */
+int32_t nbl_session_external(const nbl_session *s);
 
 /* ---- sampling ---------------------------------------------------------------------------- */
 
@@ -374,6 +392,8 @@ typedef struct nbl_tasks_options {
     int32_t n_ctx;              /* context of each task session; 0 = 2048 */
     int32_t n_threads;          /* 0 = the model's default */
     int32_t shared_session;     /* 1: all tasks share one session (less memory, less caching) */
+    nbl_forward_fn forward;     /* the task sessions' executor (see nbl_session_options) */
+    void *forward_ctx;
     const char *template_name;  /* chat template; NULL = the model's own (copied) */
 } nbl_tasks_options;
 

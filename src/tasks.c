@@ -344,6 +344,8 @@ static nbl_status task_session(nbl_tasks *t, int kind, nbl_session **out, nbl_er
         nbl_session_options_init(&so);
         so.n_ctx = t->o.n_ctx;
         so.n_threads = t->o.n_threads;
+        so.forward = t->o.forward;
+        so.forward_ctx = t->o.forward_ctx;
         nbl_status st = nbl_session_new(t->m, &so, &t->s[slot], err);
         if (st) return st;
     }

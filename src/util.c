@@ -15,6 +15,7 @@ const char *nbl_status_str(nbl_status s) {
     case NBL_E_NOMEM: return "out of memory";
     case NBL_E_CONTEXT: return "context full";
     case NBL_E_STATE: return "invalid state";
+    case NBL_E_DEVICE: return "device lost";
     }
     return "unknown status";
 }
