@@ -93,11 +93,16 @@ WASM_LDFLAGS := -O3 -msimd128 -sALLOW_MEMORY_GROWTH=1 -sINITIAL_MEMORY=64MB -sMA
 # web/core.js to the thread count minus the caller), since a thread created later would only
 # start once the caller yields to the event loop, and the kernels' pool waits for its workers.
 WASM_MT_LDFLAGS := -pthread -sPTHREAD_POOL_SIZE='Module["nblPoolSize"]||0' -sPTHREAD_POOL_SIZE_STRICT=0 -Wno-pthreads-mem-growth
+# The GPU build: single-threaded, with Asyncify so that C (the generation loop, the tasks) can wait
+# for the WebGPU forward pass in JavaScript (wasm_api.c's nblw_js_forward). Asyncify costs size
+# and some speed, so the CPU-only builds stay without it.
+WASM_GPU_LDFLAGS := -sASYNCIFY=1 -sASYNCIFY_STACK_SIZE=262144 -sEXPORTED_RUNTIME_METHODS=UTF8ToString,stringToUTF8,lengthBytesUTF8,ccall
 WASM_ST_OBJ := $(SRC:src/%.c=$(B)/wasm/st/%.o)
+WASM_GPU_OBJ := $(SRC:src/%.c=$(B)/wasm/gpu/%.o)
 WASM_MT_OBJ := $(SRC:src/%.c=$(B)/wasm/mt/%.o)
 
 .PHONY: wasm
-wasm: $(WASM_OUT)/nbl-st.mjs $(WASM_OUT)/nbl-mt.mjs $(WASM_OUT)/package.json
+wasm: $(WASM_OUT)/nbl-st.mjs $(WASM_OUT)/nbl-mt.mjs $(WASM_OUT)/nbl-gpu.mjs $(WASM_OUT)/package.json
 
 $(B)/wasm/st/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
@@ -106,6 +111,10 @@ $(B)/wasm/st/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 $(B)/wasm/mt/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(EMCC) $(WASM_CFLAGS) -pthread -c $< -o $@
+
+$(B)/wasm/gpu/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_CFLAGS) -DNBL_WASM_GPU -c $< -o $@
 
 # Linked under $(B), then renamed into $(WASM_OUT) file by file (the .wasm before the script that
 # loads it), so builds from several build directories never leave a half-written pair behind.
@@ -121,6 +130,11 @@ $(WASM_OUT)/nbl-mt.mjs: $(WASM_MT_OBJ)
 	@mkdir -p $(dir $@) $(B)/wasm/link
 	$(EMCC) $(WASM_LDFLAGS) $(WASM_MT_LDFLAGS) $^ -o $(B)/wasm/link/nbl-mt.mjs
 	@$(call WASM_INSTALL,nbl-mt)
+
+$(WASM_OUT)/nbl-gpu.mjs: $(WASM_GPU_OBJ)
+	@mkdir -p $(dir $@) $(B)/wasm/link
+	$(EMCC) $(WASM_LDFLAGS) $(WASM_GPU_LDFLAGS) $^ -o $(B)/wasm/link/nbl-gpu.mjs
+	@$(call WASM_INSTALL,nbl-gpu)
 
 # web/ is an ES-module package; the pthread worker script Emscripten writes is a classic script.
 $(WASM_OUT)/package.json:

@@ -271,7 +271,15 @@ API const char *nblw_model_info(const nblw_model *w) {
 
 /* ---- sessions ----------------------------------------------------------------------------- */
 
-API nblw_session *nblw_session_new(nblw_model *model, int32_t n_ctx, int32_t n_batch, int32_t n_threads) {
+#ifdef NBL_WASM_GPU
+nbl_status nblw_gpu_forward(void *ctx, const int32_t *cached, int32_t pos, const int32_t *tokens, int32_t n,
+                            int32_t logits_all, float *out, nbl_error *err);
+#endif
+
+/* external = 1 (the GPU build only): the forward pass runs in JavaScript (nblw_gpu_forward), on
+ * the CPU only once the GPU reports its device lost. */
+API nblw_session *nblw_session_new_ext(nblw_model *model, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
+                                       int32_t external) {
     if (!model) {
         fail(NBL_E_ARG, "session: no model");
         return NULL;
@@ -287,6 +295,15 @@ API nblw_session *nblw_session_new(nblw_model *model, int32_t n_ctx, int32_t n_b
     o.n_batch = n_batch;
     /* Without pthreads a worker thread cannot start: the caller is the only thread. */
     o.n_threads = nblw_threaded() ? (n_threads > 0 ? n_threads : 1) : 1;
+    if (external) {
+#ifdef NBL_WASM_GPU
+        o.forward = nblw_gpu_forward;
+#else
+        free(w);
+        fail(NBL_E_UNSUPPORTED, "session: this build has no external (GPU) executor");
+        return NULL;
+#endif
+    }
     if (nbl_session_new(model->m, &o, &w->s, &g_err)) {
         free(w);
         return NULL;
@@ -294,6 +311,13 @@ API nblw_session *nblw_session_new(nblw_model *model, int32_t n_ctx, int32_t n_b
     w->model = model;
     return w;
 }
+
+API nblw_session *nblw_session_new(nblw_model *model, int32_t n_ctx, int32_t n_batch, int32_t n_threads) {
+    return nblw_session_new_ext(model, n_ctx, n_batch, n_threads, 0);
+}
+
+/* 1 while the session's forward pass runs on the GPU, 0 on the CPU. */
+API int32_t nblw_session_external(const nblw_session *w) { return w ? nbl_session_external(w->s) : 0; }
 
 API void nblw_session_free(nblw_session *w) {
     if (!w) return;
@@ -623,6 +647,67 @@ API int32_t nblw_chat_render(const nblw_model *w, const char *messages_json, con
     msgs_free(&pm);
     return (int32_t)st;
 }
+
+/* ---- WebGPU ------------------------------------------------------------------------------- */
+
+/* The model's GPU plan (webgpu.c) for an adapter with these limits, as JSON in memory the caller
+ * frees with nblw_free; NULL with nblw_error set (the message says which tensor or limit) when
+ * the model cannot run there. Sizes come as doubles: they may pass 2^32. */
+API char *nblw_gpu_plan(const nblw_model *w, int32_t n_ctx, int32_t max_tokens, int32_t max_logit_rows,
+                        int32_t top_k, int32_t f16, int32_t subgroups, double max_binding, double max_buffer,
+                        int32_t max_workgroup_storage) {
+    if (!w) {
+        fail(NBL_E_ARG, "gpu plan: no model");
+        return NULL;
+    }
+    if (!(max_binding >= 0 && max_buffer >= 0 && max_binding < 1e18 && max_buffer < 1e18)) {
+        fail(NBL_E_ARG, "gpu plan: invalid buffer limits");
+        return NULL;
+    }
+    nbl_gpu_plan_opts o;
+    nbl_gpu_plan_opts_init(&o);
+    o.n_ctx = n_ctx;
+    o.max_tokens = max_tokens;
+    o.max_logit_rows = max_logit_rows;
+    o.top_k = top_k;
+    o.f16 = f16 ? 1 : 0;
+    o.subgroups = subgroups ? 1 : 0;
+    o.max_binding_size = (uint64_t)max_binding;
+    o.max_buffer_size = (uint64_t)max_buffer;
+    o.max_workgroup_storage = max_workgroup_storage > 0 ? (uint32_t)max_workgroup_storage : 0;
+    char *json = NULL;
+    if (nbl_gpu_plan_json(w->m, &o, &json, &g_err)) return NULL;
+    return json;
+}
+
+/* Where the GGUF's bytes live in wasm memory (the GPU executor uploads its tensors from there). */
+API const void *nblw_model_bytes(const nblw_model *w) { return w ? w->bytes : NULL; }
+
+#ifdef NBL_WASM_GPU
+/* The forward pass in JavaScript: Module.nblForward (web/gpu-backend.js) runs it on the GPU and
+ * resolves to a status, with a message at msg (cap bytes) when it is not 0. The module is built
+ * with Asyncify, so C waits here while the GPU works. */
+EM_ASYNC_JS(int32_t, nblw_js_forward, (const int32_t *cached, int32_t pos, const int32_t *tokens, int32_t n,
+                                       int32_t logits_all, float *out, char *msg, int32_t cap), {
+    if (!Module.nblForward) {
+        stringToUTF8('no GPU executor is attached', msg, cap);
+        return 8;
+    }
+    return await Module.nblForward(cached >>> 0, pos, tokens >>> 0, n, logits_all, out >>> 0, msg >>> 0, cap);
+});
+
+nbl_status nblw_gpu_forward(void *ctx, const int32_t *cached, int32_t pos, const int32_t *tokens, int32_t n,
+                            int32_t logits_all, float *out, nbl_error *err) {
+    (void)ctx;
+    char msg[sizeof err->msg];
+    msg[0] = 0;
+    const int32_t st = nblw_js_forward(cached, pos, tokens, n, logits_all, out, msg, (int32_t)sizeof msg);
+    if (st == NBL_OK) return NBL_OK;
+    if (st < 0 || st > NBL_E_DEVICE) return nbl_set_err(err, NBL_E_DEVICE, "GPU: %s", msg[0] ? msg : "failed");
+    return nbl_set_err(err, (nbl_status)st, "GPU: %s", msg[0] ? msg : "failed");
+}
+#endif
+
 #else
 /* Native builds compile nothing here; ISO C wants at least one declaration. */
 typedef int nbl_wasm_api_unused;

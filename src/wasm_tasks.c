@@ -46,7 +46,14 @@ typedef struct nblw_model_head {
     nbl_model *m;
 } nblw_model_head;
 
-API nbl_tasks *nblw_tasks_new(const nblw_model_head *model, int32_t n_ctx, int32_t n_threads, int32_t shared) {
+#ifdef NBL_WASM_GPU
+nbl_status nblw_gpu_forward(void *ctx, const int32_t *cached, int32_t pos, const int32_t *tokens, int32_t n,
+                            int32_t logits_all, float *out, nbl_error *err);
+#endif
+
+/* external = 1 (the GPU build only): the task sessions run on the GPU, like the chat's. */
+API nbl_tasks *nblw_tasks_new(const nblw_model_head *model, int32_t n_ctx, int32_t n_threads, int32_t shared,
+                              int32_t external) {
     if (!model || !model->m) {
         fail(NBL_E_ARG, "tasks: no model");
         return NULL;
@@ -63,6 +70,14 @@ API nbl_tasks *nblw_tasks_new(const nblw_model_head *model, int32_t n_ctx, int32
     o.n_threads = 1; /* the caller is the only thread */
 #endif
     o.shared_session = shared ? 1 : 0;
+    if (external) {
+#ifdef NBL_WASM_GPU
+        o.forward = nblw_gpu_forward;
+#else
+        fail(NBL_E_UNSUPPORTED, "tasks: this build has no external (GPU) executor");
+        return NULL;
+#endif
+    }
     nbl_tasks *t = NULL;
     if (nbl_tasks_new(model->m, &o, &t, &t_err)) return NULL;
     return t;
