@@ -11,14 +11,17 @@ export declare const TOK_PARSE_SPECIAL: 2;
 export declare class CoreError extends Error {
   /** The nbl_status number. */
   status: number;
-  /** Its name: 'arg' | 'io' | 'format' | 'unsupported' | 'nomem' | 'context' | 'state'. */
+  /** Its name: 'arg' | 'io' | 'format' | 'unsupported' | 'nomem' | 'context' | 'state' | 'device'. */
   code: string;
 }
 
 export interface LoadCoreOptions {
   /** 'auto' or a count; 1 picks the single-threaded build, more the threaded one when available. */
   threads?: 'auto' | number;
-  /** Folder holding nbl-st.mjs / nbl-mt.mjs (default: web/dist/ next to core.js). */
+  /** The GPU build (nbl-gpu.mjs): single-threaded, sessions may run their forward pass on WebGPU;
+   * calls that evaluate must use the *Async methods. */
+  gpu?: boolean;
+  /** Folder holding nbl-st.mjs / nbl-mt.mjs / nbl-gpu.mjs (default: web/dist/ next to core.js). */
   dist?: string | URL;
 }
 
@@ -30,6 +33,10 @@ export declare class Core {
   readonly threaded: boolean;
   readonly threads: number;
   readonly simd: boolean;
+  /** The GPU build: evaluating calls return promises. */
+  readonly async: boolean;
+  /** Calls a C export (name without the underscore) with numeric arguments. */
+  callAsync(name: string, args: number[]): Promise<number>;
   /** The Emscripten module (for tests and tools). */
   readonly mod: any;
   readonly heapU8: Uint8Array;
@@ -44,13 +51,22 @@ export declare class Core {
     signal?: AbortSignal;
     vocabOnly?: boolean;
   }): Promise<CoreModel>;
-  newSession(model: CoreModel, options?: { nCtx?: number; nBatch?: number; threads?: number }): CoreSession;
+  newSession(model: CoreModel, options?: { nCtx?: number; nBatch?: number; threads?: number; external?: boolean }): CoreSession;
+  /** The model's WebGPU plan for an adapter (options from web/gpu.js planOptionsFor, plus sizes). */
+  gpuPlan(model: CoreModel, options: {
+    nCtx: number; maxTokens?: number; maxLogitRows?: number; topK?: number;
+    f16?: boolean; subgroups?: boolean; max_binding_size?: number; max_buffer_size?: number; max_workgroup_storage?: number;
+  }): import('./gpu.js').GpuPlan;
   /** Stops the threaded build's workers. */
   terminate(): void;
 }
 
 export declare class CoreModel {
   readonly info: import('./engine.js').ModelInfo;
+  /** The GGUF file's size in bytes. */
+  readonly size: number;
+  /** Bytes of the file, as a view of wasm memory (copy or use at once). */
+  fileRange(offset: number, length: number): Uint8Array;
   tokenize(text: string, options?: { addBos?: boolean; parseSpecial?: boolean }): Int32Array;
   tokenText(id: number, options?: { special?: boolean }): string;
   renderChat(messages: Array<{ role: string; content: unknown }>, options?: { template?: string; addGenerationPrompt?: boolean }): string;
@@ -61,11 +77,18 @@ export declare class CoreSession {
   readonly nCtx: number;
   readonly pos: number;
   truncate(nKeep: number): void;
+  /** True while the forward pass runs on the GPU (external session of the GPU build). */
+  readonly external: boolean;
+  /** The synchronous forms throw on the GPU build; the *Async forms work on every build. */
   eval(tokens: ArrayLike<number>, options?: { logitsAll?: boolean }): void;
+  evalAsync(tokens: ArrayLike<number>, options?: { logitsAll?: boolean }): Promise<void>;
   logits(row?: number): Float32Array | null;
   startChat(messages: Array<{ role: string; content: unknown }>, params?: object): void;
+  startChatAsync(messages: Array<{ role: string; content: unknown }>, params?: object): Promise<void>;
   startTokens(tokens: ArrayLike<number>, params?: object): void;
+  startTokensAsync(tokens: ArrayLike<number>, params?: object): Promise<void>;
   next(): { text: string; finish: 0 | 1 | 2; token: number };
+  nextAsync(): Promise<{ text: string; finish: 0 | 1 | 2; token: number }>;
   usage(): { prompt_tokens: number; cached_tokens: number; completion_tokens: number; dropped_messages: number };
   dispose(): void;
 }

@@ -41,20 +41,22 @@ export class CoreError extends Error {
     this.code = STATUS[status] ?? 'error';
   }
 }
-const STATUS = ['ok', 'arg', 'io', 'format', 'unsupported', 'nomem', 'context', 'state'];
+const STATUS = ['ok', 'arg', 'io', 'format', 'unsupported', 'nomem', 'context', 'state', 'device'];
 
 /**
  * Loads a build. Options: threads ('auto' | number; 1 picks the single-threaded build, more
- * the threaded one when threadsAvailable()), dist (URL of the folder holding the builds).
- * Resolves to a Core.
+ * the threaded one when threadsAvailable()), gpu (the build whose sessions can run their forward
+ * pass in JavaScript, on WebGPU: single-threaded, and its calls that evaluate return promises),
+ * dist (URL of the folder holding the builds). Resolves to a Core.
  */
-export async function loadCore({ threads = 'auto', dist = DEFAULT_DIST } = {}) {
+export async function loadCore({ threads = 'auto', gpu = false, dist = DEFAULT_DIST } = {}) {
   let n = threads === 'auto' || threads == null ? defaultThreads() : Math.floor(Number(threads));
   if (!(n >= 1)) throw new RangeError(`threads must be 'auto' or a positive number, got ${threads}`);
-  const threaded = n > 1 && threadsAvailable();
+  const threaded = !gpu && n > 1 && threadsAvailable();
   if (!threaded) n = 1;
   const base = dist instanceof URL ? dist : new URL(dist, globalThis.location?.href ?? DEFAULT_DIST);
-  const script = new URL(threaded ? 'nbl-mt.mjs' : 'nbl-st.mjs', base);
+  const build = gpu ? 'nbl-gpu' : threaded ? 'nbl-mt' : 'nbl-st';
+  const script = new URL(`${build}.mjs`, base);
   if (IS_NODE) {
     // Emscripten's node support predates ES modules: its glue expects CommonJS globals.
     const { createRequire } = await import('node:module');
@@ -64,7 +66,7 @@ export async function loadCore({ threads = 'auto', dist = DEFAULT_DIST } = {}) {
   const { default: factory } = await import(script.href);
   // Node has fetch but not for file paths: hand the binary over instead.
   const wasmBinary = IS_NODE
-    ? (await import('node:fs')).readFileSync(new URL(threaded ? 'nbl-mt.wasm' : 'nbl-st.wasm', base))
+    ? (await import('node:fs')).readFileSync(new URL(`${build}.wasm`, base))
     : undefined;
   const mod = await factory({
     wasmBinary,
@@ -77,16 +79,32 @@ export async function loadCore({ threads = 'auto', dist = DEFAULT_DIST } = {}) {
   });
   // Node keeps a process alive while any worker is referenced; the pool should not.
   if (IS_NODE) for (const w of mod.PThread?.unusedWorkers ?? []) w.unref?.();
-  return new Core(mod, { threaded, threads: n });
+  return new Core(mod, { threaded, threads: n, async: gpu });
 }
 
 /** The C API over one module instance. Pointers are unsigned: memory may exceed 2 GiB. */
 export class Core {
-  constructor(mod, { threaded, threads }) {
+  constructor(mod, { threaded, threads, async = false }) {
     this.mod = mod;
     this.threaded = threaded;
     this.threads = threads;
     this.simd = true;
+    // The GPU build (Asyncify): a call that evaluates may suspend while JavaScript runs the
+    // forward pass, so it goes through ccall and resolves later. One such call at a time.
+    this.async = async;
+  }
+
+  /** Calls C function name (without the leading underscore) with numeric args; resolves to its
+   * numeric result. On the GPU build the call may wait for the GPU. */
+  callAsync(name, args) {
+    const m = this.mod;
+    if (!this.async) return Promise.resolve().then(() => m[`_${name}`](...args));
+    return Promise.resolve(m.ccall(name, 'number', args.map(() => 'number'), args, { async: true }));
+  }
+
+  // Sync calls that may evaluate cannot work on the GPU build: say which method to use instead.
+  needSync(method) {
+    if (this.async) throw new CoreError(`this build evaluates asynchronously: use ${method}Async()`, 7);
   }
 
   get heapU8() { return this.mod.HEAPU8; }
@@ -135,7 +153,7 @@ export class Core {
   openModelAt(ptr, size, { vocabOnly = false } = {}) {
     const h = this.mod._nblw_model_open(ptr, size, vocabOnly ? 1 : 0) >>> 0;
     if (!h) throw this.error();
-    return new CoreModel(this, h);
+    return new CoreModel(this, h, size);
   }
 
   /**
@@ -192,21 +210,41 @@ export class Core {
   // ---- sessions -----------------------------------------------------------------------------
 
   /** A session (KV cache) on model. nCtx 0 = min(training context, 4096); threads at most
-   * the count the core was loaded with. */
-  newSession(model, { nCtx = 0, nBatch = 0, threads = this.threads } = {}) {
+   * the count the core was loaded with. external (GPU build): the forward pass runs in
+   * Module.nblForward (web/gpu-backend.js) until that reports its device lost, then on the CPU. */
+  newSession(model, { nCtx = 0, nBatch = 0, threads = this.threads, external = false } = {}) {
     // Only the workers started with the module exist: a thread created later would not start
     // until this thread yields, while the kernels' pool waits for it.
     threads = Math.max(1, Math.min(threads, this.threads));
-    const h = this.mod._nblw_session_new(model.h, nCtx, nBatch, threads) >>> 0;
+    const h = this.mod._nblw_session_new_ext(model.h, nCtx, nBatch, threads, external ? 1 : 0) >>> 0;
     if (!h) throw this.error();
     return new CoreSession(this, model, h);
+  }
+
+  /**
+   * The model's WebGPU plan (src/webgpu.c) for an adapter: opts are web/gpu.js planOptionsFor's
+   * plus nCtx, maxTokens (tokens per prefill step), maxLogitRows, topK. Throws a CoreError
+   * saying which tensor or limit does not fit.
+   */
+  gpuPlan(model, { nCtx, maxTokens = 256, maxLogitRows = 32, topK = 40, f16 = false, subgroups = false,
+    max_binding_size: maxBinding = 128 << 20, max_buffer_size: maxBuffer = 256 << 20, max_workgroup_storage: wgs = 16384 } = {}) {
+    const m = this.mod;
+    const p = m._nblw_gpu_plan(model.h, nCtx, maxTokens, maxLogitRows, topK, f16 ? 1 : 0, subgroups ? 1 : 0,
+      maxBinding, maxBuffer, wgs) >>> 0;
+    if (!p) throw this.error();
+    try {
+      return JSON.parse(m.UTF8ToString(p));
+    } finally {
+      m._nblw_free(p);
+    }
   }
 }
 
 export class CoreModel {
-  constructor(core, h) {
+  constructor(core, h, size) {
     this.core = core;
     this.h = h;
+    this.size = size;
     this.info = JSON.parse(core.mod.UTF8ToString(core.mod._nblw_model_info(h) >>> 0));
   }
 
@@ -245,6 +283,14 @@ export class CoreModel {
     }
   }
 
+  /** Bytes [offset, offset + length) of the GGUF file, as a view of wasm memory (valid until
+   * the memory grows; copy or use at once). */
+  fileRange(offset, length) {
+    const base = this.core.mod._nblw_model_bytes(this.h) >>> 0;
+    if (!base || offset < 0 || offset + length > this.size) throw new CoreError(`model bytes ${offset}+${length} out of range`, 1);
+    return this.core.heapU8.subarray(base + offset, base + offset + length);
+  }
+
   dispose() {
     if (this.h) this.core.mod._nblw_model_free(this.h);
     this.h = 0;
@@ -263,18 +309,41 @@ export class CoreSession {
 
   truncate(nKeep) { this.core.check(this.core.mod._nblw_session_truncate(this.h, nKeep)); }
 
-  /** Evaluates tokens at the current position; logits via logits(). */
-  eval(tokens, { logitsAll = false } = {}) {
-    const c = this.core, m = c.mod;
+  // Runs C function name on args made by prep() (pointers it allocated, freed afterwards by
+  // cleanup), synchronously or, when async, as a promise (the GPU build). done(result) maps the
+  // result. Both forms share the marshalling so that they cannot drift apart.
+  _call(async, method, name, prep, done) {
+    const c = this.core;
+    if (!async) c.needSync(method);
+    const { args, cleanup } = prep();
+    if (!async) {
+      try {
+        return done(c.mod[`_${name}`](...args));
+      } finally {
+        cleanup();
+      }
+    }
+    return c.callAsync(name, args).then(done).finally(cleanup);
+  }
+
+  _tokens(tokens) {
+    const m = this.core.mod;
     const p = m._malloc(Math.max(4, tokens.length * 4)) >>> 0;
     if (!p) throw new CoreError('out of WebAssembly memory', 5);
-    try {
-      new Int32Array(m.HEAPU8.buffer, p, tokens.length).set(tokens);
-      c.check(m._nblw_eval(this.h, p, tokens.length, logitsAll ? 1 : 0));
-    } finally {
-      c.free(p);
-    }
+    new Int32Array(m.HEAPU8.buffer, p, tokens.length).set(tokens);
+    return p;
   }
+
+  _eval(async, tokens, { logitsAll = false } = {}) {
+    return this._call(async, 'eval', 'nblw_eval', () => {
+      const p = this._tokens(tokens);
+      return { args: [this.h, p, tokens.length, logitsAll ? 1 : 0], cleanup: () => this.core.free(p) };
+    }, (st) => this.core.check(st));
+  }
+
+  /** Evaluates tokens at the current position; logits via logits(). */
+  eval(tokens, opts) { return this._eval(false, tokens, opts); }
+  evalAsync(tokens, opts) { return this._eval(true, tokens, opts); }
 
   /** A copy of the logits of row i of the last eval (-1: the last row), or null. */
   logits(i = -1) {
@@ -284,42 +353,48 @@ export class CoreSession {
     return new Float32Array(m.HEAPU8.buffer, p, this.model.info.n_vocab).slice();
   }
 
+  _startChat(async, messages, params = {}) {
+    return this._call(async, 'startChat', 'nblw_chat_start', () => {
+      const c = this.core;
+      const pm = c.cstr(JSON.stringify(messages)), pp = c.cstr(JSON.stringify(params));
+      return { args: [this.h, pm, pp], cleanup: () => { c.free(pm); c.free(pp); } };
+    }, (st) => this.core.check(st));
+  }
+
   /** Starts answering messages ([{ role, content }]) with params (see wasm_api.c). */
-  startChat(messages, params = {}) {
-    const c = this.core;
-    const pm = c.cstr(JSON.stringify(messages)), pp = c.cstr(JSON.stringify(params));
-    try {
-      c.check(c.mod._nblw_chat_start(this.h, pm, pp));
-    } finally {
-      c.free(pm);
-      c.free(pp);
-    }
+  startChat(messages, params) { return this._startChat(false, messages, params); }
+  startChatAsync(messages, params) { return this._startChat(true, messages, params); }
+
+  _startTokens(async, tokens, params = {}) {
+    return this._call(async, 'startTokens', 'nblw_gen_start_tokens', () => {
+      const c = this.core;
+      const p = this._tokens(tokens), pp = c.cstr(JSON.stringify(params));
+      return { args: [this.h, p, tokens.length, pp], cleanup: () => { c.free(p); c.free(pp); } };
+    }, (st) => this.core.check(st));
   }
 
   /** Starts generating after raw token ids. */
-  startTokens(tokens, params = {}) {
-    const c = this.core, m = c.mod;
-    const p = m._malloc(Math.max(4, tokens.length * 4)) >>> 0;
-    const pp = c.cstr(JSON.stringify(params));
-    try {
-      new Int32Array(m.HEAPU8.buffer, p, tokens.length).set(tokens);
-      c.check(m._nblw_gen_start_tokens(this.h, p, tokens.length, pp));
-    } finally {
-      c.free(p);
-      c.free(pp);
-    }
+  startTokens(tokens, params) { return this._startTokens(false, tokens, params); }
+  startTokensAsync(tokens, params) { return this._startTokens(true, tokens, params); }
+
+  _next(async) {
+    return this._call(async, 'next', 'nblw_gen_next', () => ({ args: [this.h], cleanup: () => {} }), (ptr) => {
+      const c = this.core, m = c.mod;
+      const r = (ptr >>> 0) >>> 2;
+      const heap = new Int32Array(m.HEAPU8.buffer);
+      const status = heap[r], len = heap[r + 1], finish = heap[r + 2], token = heap[r + 3];
+      if (status !== 0) throw c.error(status);
+      const text = len ? m.UTF8ToString(m._nblw_gen_text(this.h) >>> 0, len) : '';
+      return { text, finish, token };
+    });
   }
 
   /** One token: { text (newly final), finish (FINISH.*), token }. */
-  next() {
-    const c = this.core, m = c.mod;
-    const r = (m._nblw_gen_next(this.h) >>> 0) >>> 2;
-    const heap = m.HEAP32 ?? new Int32Array(m.HEAPU8.buffer);
-    const status = heap[r], len = heap[r + 1], finish = heap[r + 2], token = heap[r + 3];
-    if (status !== 0) throw c.error(status);
-    const text = len ? m.UTF8ToString(m._nblw_gen_text(this.h) >>> 0, len) : '';
-    return { text, finish, token };
-  }
+  next() { return this._next(false); }
+  nextAsync() { return this._next(true); }
+
+  /** True while the session's forward pass runs on the GPU (GPU build, external session). */
+  get external() { return this.core.mod._nblw_session_external(this.h) === 1; }
 
   /** { prompt_tokens, cached_tokens, completion_tokens, dropped_messages } of the generation. */
   usage() {

@@ -36,9 +36,24 @@ export function hasBackend(name) {
 /** The default order of the fallback chain. */
 export const DEFAULT_BACKENDS = Object.freeze(['webgpu', 'wasm', 'remote']);
 
+const inWorker = (o) => o.worker ?? (typeof Worker === 'function');
+
+registerBackend('webgpu', {
+  // The adapter itself is requested where the backend runs (the worker, by default); no adapter
+  // there makes create fail and the chain move on.
+  available: (o) => !!(o.gpu ?? globalThis.navigator?.gpu) && typeof WebAssembly === 'object',
+  create: async (o) => (inWorker(o) && !o.gpu ? WorkerBackend.create(o, 'webgpu')
+    : (await import('./gpu-backend.js')).GpuBackend.create(o)),
+});
+
 registerBackend('wasm', {
   available: () => typeof WebAssembly === 'object',
-  create: (o) => (o.worker ?? (typeof Worker === 'function') ? WorkerBackend.create(o) : WasmBackend.create(o)),
+  create: (o) => (inWorker(o) ? WorkerBackend.create(o, 'wasm') : WasmBackend.create(o)),
+});
+
+registerBackend('remote', {
+  available: (o) => !!o.remote,
+  create: async (o) => (await import('./remote-backend.js')).RemoteBackend.create(o),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -53,15 +68,17 @@ function fromErrorData(d) {
 }
 
 class WorkerBackend {
-  static async create(o) {
+  static async create(o, kind = 'wasm') {
     const url = o.workerUrl ?? new URL('./worker.js', import.meta.url);
     const worker = new Worker(url, { type: 'module', name: 'nbl-engine' });
-    const b = new WorkerBackend(worker);
+    const b = new WorkerBackend(worker, kind);
+    b.onFallback = o.onFallback ?? null;
     // Only what structured cloning can carry: no callbacks, signals or store objects.
     const here = globalThis.location?.href;
     const model = typeof o.model === 'string' && here ? new URL(o.model, here).href : o.model;
     const dist = o.dist ? new URL(String(o.dist), here ?? import.meta.url).href : undefined;
-    const options = { model, threads: o.threads, nCtx: o.nCtx, nBatch: o.nBatch, dist };
+    const options = { kind, model, threads: o.threads, nCtx: o.nCtx, nBatch: o.nBatch, dist, f16: o.f16, memoryBudget: o.memoryBudget,
+      subgroups: o.subgroups, allowSoftwareGpu: o.allowSoftwareGpu };
     try {
       b.info = await b.call('load', { options }, { onProgress: o.onProgress, signal: o.signal });
     } catch (e) {
@@ -72,8 +89,8 @@ class WorkerBackend {
     return b;
   }
 
-  constructor(worker) {
-    this.name = 'wasm';
+  constructor(worker, kind = 'wasm') {
+    this.name = kind;
     this.worker = worker;
     this.nextId = 1;
     this.pending = new Map(); // id -> { resolve, reject, onDelta, onProgress }
@@ -92,6 +109,11 @@ class WorkerBackend {
   }
 
   receive(msg) {
+    if (msg.type === 'fallback') { // the worker's GPU was lost: its CPU carries on
+      this.info = { ...this.info, executor: 'wasm', fallback_reason: msg.info?.reason };
+      this.onFallback?.(msg.info);
+      return;
+    }
     const p = this.pending.get(msg.id);
     if (!p) return; // a request already settled (aborted) still reports; nobody listens
     if (msg.type === 'delta') p.onDelta?.(msg.text, msg.token);
@@ -129,6 +151,9 @@ class WorkerBackend {
   generate({ messages, params }, { onDelta, signal } = {}) {
     return this.call('generate', { messages, params }, { onDelta, signal });
   }
+
+  /** Test hook: makes the worker's GPU device lost (at once, even mid-generation). */
+  loseDevice() { this.worker.postMessage({ type: 'loseDevice' }); }
 
   tokenize(text, options) { return this.call('tokenize', { text, options }); }
   renderChat(messages, options) { return this.call('renderChat', { messages, options }); }
@@ -181,10 +206,18 @@ async function resolveModel(o) {
 /**
  * Creates an engine. Options:
  *   model       catalog id, URL, ArrayBuffer / typed array, or Blob (required)
- *   onProgress  ({ phase: 'download' | 'load', loaded?, total?, ... }) => void
+ *   onProgress  ({ phase: 'download' | 'load' | 'gpu', loaded?, total?, ... }) => void
  *   signal      AbortSignal for the load
- *   backends    order of the fallback chain (default ['webgpu', 'wasm', 'remote'])
- *   worker      run the wasm backend in a Web Worker (default: when Worker exists)
+ *   backends    order of the fallback chain (default ['webgpu', 'wasm', 'remote']): the first
+ *               that is available and loads the model runs it; info.fallbacks lists why the
+ *               ones before it did not
+ *   remote      { url, model, headers }: an OpenAI-compatible endpoint, the chain's last resort
+ *               (the conversation then leaves the device)
+ *   onFallback  ({ from, to, reason }) => void: the GPU was lost and the CPU carries on
+ *   f16, memoryBudget, subgroups, allowSoftwareGpu   WebGPU: 'auto' | boolean for shader-f16;
+ *               GPU bytes the model may take; false plans without subgroups; true runs on a
+ *               software adapter (SwiftShader), which is otherwise left to the CPU build
+ *   worker      run the backend in a Web Worker (default: when Worker exists)
  *   threads     'auto' or a count; more than 1 uses the threaded build when the page is
  *               cross-origin isolated
  *   nCtx        context window in tokens (default: the model's, at most 4096)
@@ -194,16 +227,27 @@ async function resolveModel(o) {
  *               URL), the folder of the wasm builds and the worker script
  */
 export async function createEngine(options = {}) {
-  const { source, id, sampling } = await resolveModel(options);
   const order = options.backends ?? DEFAULT_BACKENDS;
   const errors = [];
+  let resolved;
+  try {
+    resolved = await resolveModel(options);
+  } catch (e) {
+    // No local model (the download failed, the quota is too small): a configured remote endpoint
+    // can still answer.
+    if (e?.name === 'AbortError' || options.signal?.aborted || !options.remote || !order.includes('remote')) throw e;
+    errors.push(`model: ${e?.message ?? e}`);
+    const backend = await registry.get('remote').create({ ...options, onFallback: undefined });
+    return new Engine(backend, { id: options.remote.model || 'remote', sampling: options.sampling, fallbacks: errors, onFallback: options.onFallback });
+  }
+  const { source, id, sampling } = resolved;
   let backend = null;
   for (const name of order) {
     const f = registry.get(name);
     if (!f) continue;
     try {
       if (f.available && !(await f.available(options))) continue;
-      backend = await f.create({ ...options, model: source });
+      backend = await f.create({ ...options, model: source, onFallback: undefined });
       break;
     } catch (e) {
       if (e?.name === 'AbortError' || options.signal?.aborted) throw e;
@@ -214,7 +258,7 @@ export async function createEngine(options = {}) {
   if (!backend) {
     throw new Error(`no backend could run the model (${errors.length ? errors.join('; ') : `none of ${order.join(', ')} is available`})`);
   }
-  return new Engine(backend, { id, sampling: options.sampling ?? sampling });
+  return new Engine(backend, { id, sampling: options.sampling ?? sampling, fallbacks: errors, onFallback: options.onFallback });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,10 +415,18 @@ export class ChatCompletionStream {
 }
 
 export class Engine {
-  constructor(backend, { id, sampling }) {
+  constructor(backend, { id, sampling, fallbacks = [], onFallback = null }) {
     this.backend = backend;
     this.model = id;
-    this.info = { ...backend.info, model: id, backend: backend.name };
+    this.info = { ...backend.info, model: id, backend: backend.name, fallbacks };
+    // A GPU lost mid-conversation: the backend's CPU carries on; info says so from then on.
+    const prev = backend.onFallback;
+    backend.onFallback = (ev) => {
+      this.info.executor = ev?.to ?? 'wasm';
+      this.info.fallback_reason = ev?.reason;
+      prev?.(ev);
+      onFallback?.(ev);
+    };
     this.sampling = sampling ?? {};
     this.chat = { completions: { create: (req) => this.createChatCompletion(req) } };
     // Hook for helper tasks (titles, quick replies, ...): modules attach functions here.

@@ -128,7 +128,12 @@ export async function preprocess(name, defines, loadShader) {
 function defaultShaderLoader() {
   const base = new URL('../shaders/', import.meta.url);
   return async (file) => {
-    const r = await fetch(new URL(file, base));
+    const url = new URL(file, base);
+    if (url.protocol === 'file:') { // Node: fetch does not read files
+      const { readFile } = await import('node:fs/promises');
+      return readFile(url, 'utf8');
+    }
+    const r = await fetch(url);
     if (!r.ok) throw new Error(`shader ${file}: HTTP ${r.status}`);
     return r.text();
   };

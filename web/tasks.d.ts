@@ -72,11 +72,12 @@ export interface EngineTasks {
 }
 
 export declare class CoreTasks {
-  constructor(core: Core, model: CoreModel, options?: { nCtx?: number; threads?: number; shared?: boolean });
-  title(messages: TaskMessage[], options?: TaskSampling & { maxWords?: number }): string;
-  quickReplies(messages: TaskMessage[], options?: TaskSampling & { n?: number }): string[];
-  memory(messages: TaskMessage[], options?: TaskSampling & { existing?: Array<string | { fact: string }>; maxItems?: number }): MemoryFact[];
-  route(message: string, options: RouteOptions): RouteResult;
+  /** external: task sessions run their forward pass on the GPU executor (GPU build). */
+  constructor(core: Core, model: CoreModel, options?: { nCtx?: number; threads?: number; shared?: boolean; external?: boolean });
+  title(messages: TaskMessage[], options?: TaskSampling & { maxWords?: number }): Promise<string>;
+  quickReplies(messages: TaskMessage[], options?: TaskSampling & { n?: number }): Promise<string[]>;
+  memory(messages: TaskMessage[], options?: TaskSampling & { existing?: Array<string | { fact: string }>; maxItems?: number }): Promise<MemoryFact[]>;
+  route(message: string, options: RouteOptions): Promise<RouteResult>;
   dispose(): void;
 }
 

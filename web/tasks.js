@@ -58,9 +58,9 @@ export class CoreTasks {
    * compute pool only if no session made it yet), shared (one session for every task: less
    * memory, less prompt caching).
    */
-  constructor(core, model, { nCtx = 2048, threads = core.threads, shared = false } = {}) {
+  constructor(core, model, { nCtx = 2048, threads = core.threads, shared = false, external = false } = {}) {
     this.core = core;
-    const h = core.mod._nblw_tasks_new(model.h, nCtx, threads, shared ? 1 : 0) >>> 0;
+    const h = core.mod._nblw_tasks_new(model.h, nCtx, threads, shared ? 1 : 0, external ? 1 : 0) >>> 0;
     if (!h) throw this.error(core.mod._nblw_tasks_error_code());
     this.h = h;
   }
@@ -70,13 +70,15 @@ export class CoreTasks {
     return new CoreError(m.UTF8ToString(m._nblw_tasks_error() >>> 0) || `task error ${status}`, status);
   }
 
-  // Calls fn(handle, ...string pointers) and returns the result text.
-  call(fn, ...strings) {
+  // Calls fn(handle, ...string pointers) and resolves to the result text. Asynchronous, since on
+  // the GPU build the task's forward passes wait for the GPU.
+  async call(fn, ...strings) {
     if (!this.h) throw new Error('the tasks context was disposed');
     const c = this.core, m = c.mod;
-    const ptrs = strings.map((s) => (s == null ? 0 : c.cstr(s)));
+    const ptrs = [];
     try {
-      const st = m[fn](this.h, ...ptrs);
+      for (const s of strings) ptrs.push(s == null ? 0 : c.cstr(s));
+      const st = await c.callAsync(fn, [this.h, ...ptrs]);
       if (st !== 0) throw this.error(st);
       return m.UTF8ToString(m._nblw_tasks_out() >>> 0, m._nblw_tasks_out_len());
     } finally {
@@ -86,22 +88,22 @@ export class CoreTasks {
 
   /** A title of at most maxWords (default 6) words for the conversation's first turns. */
   title(messages, opts = {}) {
-    return this.call('_nblw_task_title', messagesJson(messages), samplingJson(opts, { max_words: pick(opts, 'maxWords', 'max_words') }));
+    return this.call('nblw_task_title', messagesJson(messages), samplingJson(opts, { max_words: pick(opts, 'maxWords', 'max_words') }));
   }
 
   /** Up to n (default 3) distinct short replies the user might send next. */
-  quickReplies(messages, opts = {}) {
-    return JSON.parse(this.call('_nblw_task_replies', messagesJson(messages), samplingJson(opts, { n: opts.n })));
+  async quickReplies(messages, opts = {}) {
+    return JSON.parse(await this.call('nblw_task_replies', messagesJson(messages), samplingJson(opts, { n: opts.n })));
   }
 
   /**
    * Facts about the user worth remembering: [{ fact, category, confidence }], none equal to one
    * in existing (strings or { fact } objects).
    */
-  memory(messages, opts = {}) {
+  async memory(messages, opts = {}) {
     const existing = opts.existing == null ? '' : JSON.stringify(opts.existing);
     if (opts.existing != null && !Array.isArray(opts.existing)) throw bad('memory: existing must be an array');
-    return JSON.parse(this.call('_nblw_task_memory', messagesJson(messages), existing,
+    return JSON.parse(await this.call('nblw_task_memory', messagesJson(messages), existing,
       samplingJson(opts, { max_items: pick(opts, 'maxItems', 'max_items') })));
   }
 
@@ -110,7 +112,7 @@ export class CoreTasks {
    * likelihood: { route, best, chosen, confidence, scores, loglik, fallback }. Under threshold
    * the route is opts.fallback (or null) and fallback is true.
    */
-  route(message, opts = {}) {
+  async route(message, opts = {}) {
     if (typeof message !== 'string') throw bad('route: message must be a string');
     if (!Array.isArray(opts.routes) || opts.routes.length === 0) throw bad('route: routes must be a non-empty array');
     const routes = opts.routes.map((r, i) => {
@@ -123,7 +125,7 @@ export class CoreTasks {
       max_examples: pick(opts, 'maxExamples', 'max_examples'),
       per_token: pick(opts, 'perToken', 'per_token') ? true : undefined,
     };
-    const r = JSON.parse(this.call('_nblw_task_route', message, JSON.stringify(routes), JSON.stringify(o)));
+    const r = JSON.parse(await this.call('nblw_task_route', message, JSON.stringify(routes), JSON.stringify(o)));
     return { ...r, fallback: r.chosen < 0 };
   }
 
@@ -142,7 +144,7 @@ export function runTask(backend, name, args = []) {
   const go = () => {
     if (!backend.core || !backend.model) throw new Error('the engine was disposed');
     if (!backend.nblTasks) {
-      backend.nblTasks = new CoreTasks(backend.core, backend.model, { threads: backend.core.threads });
+      backend.nblTasks = new CoreTasks(backend.core, backend.model, { threads: backend.core.threads, ...backend.tasksOptions?.() });
       const dispose = backend.dispose.bind(backend);
       backend.dispose = () => {
         backend.nblTasks?.dispose();

@@ -19,7 +19,7 @@ export function abortError(reason) {
 
 // Returns to the event loop between tokens, so abort messages and page events get through. A
 // timer would be clamped to 4 ms after a few nested calls; a message round trip is not.
-const yieldNow = (() => {
+export const yieldNow = (() => {
   if (typeof setImmediate === 'function') return () => new Promise((r) => setImmediate(r));
   if (typeof MessageChannel === 'function') {
     const ch = new MessageChannel();
@@ -31,7 +31,7 @@ const yieldNow = (() => {
 })();
 
 /** Reads a model source given as a URL into something core.openModel takes. */
-async function resolveSource(model, { signal, fetch: fetchImpl = globalThis.fetch } = {}) {
+export async function resolveSource(model, { signal, fetch: fetchImpl = globalThis.fetch } = {}) {
   if (typeof model === 'string' || model instanceof URL) {
     const r = await fetchImpl(String(model), { signal });
     if (!r.ok) throw new Error(`model: ${model}: HTTP ${r.status}`);
@@ -52,24 +52,31 @@ export class WasmBackend {
   static async create(opts = {}) {
     const core = await loadCore({ threads: opts.threads ?? 'auto', dist: opts.dist });
     const b = new WasmBackend(core);
+    await b.open(opts);
+    return b;
+  }
+
+  // Reads the model into the core and makes the session (sessionOptions go to newSession);
+  // disposes everything on failure.
+  async open(opts, sessionOptions = {}) {
+    const core = this.core;
     try {
       const src = await resolveSource(opts.model, opts);
       const onProgress = opts.onProgress && ((p) => opts.onProgress({ phase: 'load', ...p }));
-      b.model = await core.openModel(src, { onProgress, signal: opts.signal });
-      b.session = core.newSession(b.model, { nCtx: opts.nCtx ?? 0, nBatch: opts.nBatch ?? 0 });
+      this.model = await core.openModel(src, { onProgress, signal: opts.signal });
+      this.session = core.newSession(this.model, { nCtx: opts.nCtx ?? 0, nBatch: opts.nBatch ?? 0, ...sessionOptions });
     } catch (e) {
-      b.dispose();
+      this.dispose();
       throw e;
     }
-    b.info = {
-      ...b.model.info,
-      backend: 'wasm',
+    this.info = {
+      ...this.model.info,
+      backend: this.name,
       threaded: core.threaded,
       threads: core.threads,
       simd: core.simd,
-      n_ctx: b.session.nCtx,
+      n_ctx: this.session.nCtx,
     };
-    return b;
   }
 
   constructor(core) {
@@ -100,12 +107,12 @@ export class WasmBackend {
       if (!this.session) throw new Error('the engine was disposed');
       const s = this.session;
       if (signal?.aborted) return { finish: 'abort', usage: null };
-      s.startChat(messages, params);
+      await s.startChatAsync(messages, params);
       let finish = 'abort';
       for (;;) {
         await yieldNow();
         if (signal?.aborted) break;
-        const r = s.next();
+        const r = await s.nextAsync();
         if (r.text) onDelta?.(r.text, r.token);
         if (r.finish) {
           finish = FINISH_NAME[r.finish] ?? 'stop';

@@ -1,12 +1,16 @@
-// The engine's Web Worker: hosts a WasmBackend so that loading and inference never block the
-// page. web/engine.js talks to it with these messages (every request carries an id):
-//   page → worker  { type: 'load', id, options }    options as WasmBackend.create takes them
+// The engine's Web Worker: hosts a WasmBackend, or a GpuBackend (WebGPU works in workers), so that
+// loading and inference never block the page. web/engine.js talks to it with these messages
+// (every request carries an id):
+//   page → worker  { type: 'load', id, options }    options as WasmBackend.create takes them;
+//                                                  options.kind 'webgpu' loads a GpuBackend
 //                  { type: 'generate', id, messages, params }
 //                  { type: 'tokenize' | 'renderChat', id, text | messages, options }
 //                  { type: 'reset' | 'dispose', id }
 //                  { type: 'task', id, name, args }  a helper task (web/tasks.js)
 //                  { type: 'abort', id }             stops generate request id between tokens
+//                  { type: 'loseDevice' }            test hook: loses the GPU device now
 //   worker → page  { type: 'progress', id, progress }
+//                  { type: 'fallback', info }        the GPU was lost; the CPU carries on
 //                  { type: 'delta', id, text, token }
 //                  { type: 'result', id, value }  or  { type: 'error', id, error }
 
@@ -24,9 +28,12 @@ async function handle(msg) {
   switch (msg.type) {
     case 'load': {
       if (backend) throw new Error('worker: a model is already loaded');
-      backend = await WasmBackend.create({
-        ...msg.options,
+      const { kind, ...options } = msg.options ?? {};
+      const Backend = kind === 'webgpu' ? (await import('./gpu-backend.js')).GpuBackend : WasmBackend;
+      backend = await Backend.create({
+        ...options,
         onProgress: (progress) => postMessage({ type: 'progress', id: msg.id, progress }),
+        onFallback: (info) => postMessage({ type: 'fallback', info }),
       });
       return backend.info;
     }
@@ -62,6 +69,10 @@ self.onmessage = async (e) => {
   const msg = e.data;
   if (msg?.type === 'abort') {
     controllers.get(msg.id)?.abort();
+    return;
+  }
+  if (msg?.type === 'loseDevice') { // not queued: it must be able to strike mid-generation
+    backend?.loseDevice?.();
     return;
   }
   // The controller exists from arrival, so an abort for a request still queued is not lost.
