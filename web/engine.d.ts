@@ -2,6 +2,7 @@
 // backend interface a WebGPU or remote backend implements to join the fallback chain.
 
 import type { ModelStore } from './store.js';
+import type { EngineTasks } from './tasks.js';
 
 export type Role = 'system' | 'user' | 'assistant' | 'tool' | (string & {});
 
@@ -141,11 +142,23 @@ export interface EngineInfo extends ModelInfo {
   worker?: boolean;
   /** The session's context window in tokens. */
   n_ctx: number;
+  /** Where forward passes run now: 'webgpu', or 'wasm' (the CPU, also after a GPU loss). */
+  executor?: 'webgpu' | 'wasm';
+  /** Why the GPU was given up mid-conversation. */
+  fallback_reason?: string;
+  /** webgpu: the adapter, precision, GPU bytes and dispatches per decode step. */
+  gpu?: { adapter: string; precision: 'f16' | 'f32'; f16: boolean; bytes: number; dispatches_per_token: number };
+  /** Why each backend before this one in the chain did not run the model ('wasm: …'). */
+  fallbacks: string[];
 }
 
+/** The GPU was lost and the CPU carries on with the same conversation. */
+export interface FallbackEvent { from: 'webgpu'; to: 'wasm'; reason: string }
+
 export interface LoadProgress {
-  /** 'download': the store is installing the model; 'load': bytes going into the backend. */
-  phase: 'download' | 'load';
+  /** 'download': the store is installing the model; 'load': bytes going into the backend;
+   *  'gpu': weights going to the GPU. */
+  phase: 'download' | 'load' | 'gpu';
   loaded?: number;
   total?: number;
   [key: string]: unknown;
@@ -192,6 +205,10 @@ export interface Backend {
   renderChat(messages: ChatMessage[], options?: { template?: string; addGenerationPrompt?: boolean }): Promise<string> | string;
   reset(): Promise<void> | void;
   dispose(): Promise<void> | void;
+  /** webgpu: called when the GPU is lost and the CPU takes over. */
+  onFallback?: ((ev: FallbackEvent) => void) | null;
+  /** webgpu: test hook that loses the device. */
+  loseDevice?(): void | Promise<void>;
 }
 
 export interface BackendFactory {
@@ -206,7 +223,21 @@ export interface EngineOptions {
   signal?: AbortSignal;
   /** Order of the fallback chain; default ['webgpu', 'wasm', 'remote'] (unregistered ones skipped). */
   backends?: string[];
-  /** Run the wasm backend in a Web Worker (default when Worker exists). */
+  /** The chain's last resort: an OpenAI-compatible endpoint (the conversation then leaves the device). */
+  remote?: { url: string; model?: string; headers?: Record<string, string>; fetch?: typeof fetch };
+  /** The GPU was lost mid-conversation and the CPU carries on. */
+  onFallback?: (ev: FallbackEvent) => void;
+  /** WebGPU: 'auto' (default) uses shader-f16 where the adapter has it. */
+  f16?: 'auto' | boolean;
+  /** WebGPU: GPU bytes the model may take. */
+  memoryBudget?: number;
+  /** WebGPU: false plans without subgroup operations. */
+  subgroups?: boolean;
+  /** WebGPU: use a software adapter (SwiftShader); by default left to the faster CPU build. */
+  allowSoftwareGpu?: boolean;
+  /** WebGPU: a GPU object to use instead of navigator.gpu (Node's `webgpu` package). */
+  gpu?: GPU;
+  /** Run the backend in a Web Worker (default when Worker exists). */
   worker?: boolean;
   /** 'auto' (default) or a count; > 1 uses the threaded build when the page is cross-origin isolated. */
   threads?: 'auto' | number;
@@ -233,8 +264,8 @@ export declare class Engine {
       create(request: ChatCompletionRequest): Promise<ChatCompletion | ChatCompletionStream>;
     };
   };
-  /** Helper tasks (titles, quick replies, ...) attach here. */
-  readonly tasks: Record<string, (...args: any[]) => Promise<unknown>>;
+  /** Helper tasks on the device (titles, quick replies, memory, routing); absent on a remote backend. */
+  readonly tasks: Partial<EngineTasks>;
   tokenize(text: string, options?: { addBos?: boolean; parseSpecial?: boolean }): Promise<number[]>;
   renderChat(messages: ChatMessage[], options?: { template?: string; addGenerationPrompt?: boolean }): Promise<string>;
   /** Forgets the cached conversation. */

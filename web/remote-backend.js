@@ -117,8 +117,8 @@ export class RemoteBackend {
     };
   }
 
-  tokenize() { throw remoteError('remote: tokenize is not available on a remote backend'); }
-  renderChat() { throw remoteError('remote: renderChat is not available on a remote backend'); }
+  async tokenize() { throw remoteError('remote: tokenize is not available on a remote backend'); }
+  async renderChat() { throw remoteError('remote: renderChat is not available on a remote backend'); }
   reset() {}
   dispose() {}
 }

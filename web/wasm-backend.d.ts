@@ -14,7 +14,8 @@ export declare class WasmBackend implements Backend {
     onProgress?: (p: { phase: 'load'; loaded: number; total: number }) => void;
     signal?: AbortSignal;
   }): Promise<WasmBackend>;
-  readonly name: 'wasm';
+  /** 'webgpu' for the GpuBackend subclass. */
+  readonly name: 'wasm' | 'webgpu';
   readonly info: Omit<EngineInfo, 'model' | 'backend'>;
   generate(request: { messages: ChatMessage[]; params: GenerationParams },
     hooks?: { onDelta?: (text: string, token: number) => void; signal?: AbortSignal }): Promise<GenerationResult>;
