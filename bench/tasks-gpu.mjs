@@ -79,6 +79,7 @@ console.log(`model: ${path.basename(model)} (${g.info.arch}, ${g.info.n_layer} l
 const gpuMs = await measure(g);
 if (g.info.executor !== 'webgpu') throw new Error(`the tasks ran on ${g.info.executor}: ${g.info.fallback_reason}`);
 g.dispose();
+console.log(`WebGPU medians (ms): ${JSON.stringify(Object.fromEntries(Object.entries(gpuMs).map(([k, v]) => [k, Math.round(v)])))}`);
 
 let cpuMs = null;
 if (!args.includes('--no-cpu')) {
