@@ -49,7 +49,7 @@ $(B)/asan/tests/%: tests/%.c tests/test.h $(B)/asan/libnbl.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) -O1 $(SAN) $(CFLAGS) $< $(B)/asan/libnbl.a -o $@ $(LDLIBS)
 
-test: all $(TBIN) $(ATBIN) wasm
+test: all $(TBIN) $(ATBIN) wasm $(B)/wasm/tests/test_kernels.js
 	@B=$(B) bash tests/run.sh
 
 test-c: all $(TBIN)
@@ -100,6 +100,12 @@ WASM_GPU_LDFLAGS := -sASYNCIFY=1 -sASYNCIFY_STACK_SIZE=262144 -sEXPORTED_RUNTIME
 WASM_ST_OBJ := $(SRC:src/%.c=$(B)/wasm/st/%.o)
 WASM_GPU_OBJ := $(SRC:src/%.c=$(B)/wasm/gpu/%.o)
 WASM_MT_OBJ := $(SRC:src/%.c=$(B)/wasm/mt/%.o)
+
+# The kernel tests on the SIMD128 table, run by node (tests/run.sh).
+$(B)/wasm/tests/test_kernels.js: tests/test_kernels.c tests/test.h $(WASM_ST_OBJ)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_CFLAGS) $< $(WASM_ST_OBJ) -o $@ -sALLOW_MEMORY_GROWTH=1 -sEXIT_RUNTIME=1 \
+	  -sENVIRONMENT=node -sNODERAWFS=1 -sSINGLE_FILE=1
 
 .PHONY: wasm
 wasm: $(WASM_OUT)/nbl-st.mjs $(WASM_OUT)/nbl-mt.mjs $(WASM_OUT)/nbl-gpu.mjs $(WASM_OUT)/package.json

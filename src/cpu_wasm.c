@@ -105,33 +105,64 @@ static inline void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi
     *hi = h;
 }
 
-/* One weight row against nc <= 4 activation rows (ggml Q8_0 / Q8_1 blocks). */
+/* One half -> float, inline (the library's nbl_fp16_to_f32 is a call with branches, and these
+ * run twice per 32-weight block): the magic multiply is exact for normals and subnormals. */
+static inline float h2f(uint16_t h) {
+    const uint32_t em = (uint32_t)(h & 0x7fff) << 13;
+    float f;
+    if ((h & 0x7c00) == 0x7c00) { /* inf, NaN (payload kept) */
+        const uint32_t u = em | 0x7f800000u;
+        memcpy(&f, &u, 4);
+    } else {
+        memcpy(&f, &em, 4);
+        f *= 0x1p112f;
+    }
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u |= (uint32_t)(h & 0x8000) << 16;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* The integer dot of a decoded 32-block with an activation block, in 4 int32 lanes. Products of
+ * 4/5-bit weights (|w| <= 31, Q5_1 being unsigned) with int8 activations (|x| <= 127) are at
+ * most 3937, so four 16-bit products add up in int16 first (<= 15748); 8-bit weights take them
+ * to int32 at once (two products reach 32512, four would not fit). */
+static inline v128_t idot32(const int D, v128_t lo, v128_t hi, v128_t xl, v128_t xh) {
+    const v128_t a = wasm_i16x8_extmul_low_i8x16(lo, xl), b = wasm_i16x8_extmul_high_i8x16(lo, xl);
+    const v128_t c = wasm_i16x8_extmul_low_i8x16(hi, xh), d = wasm_i16x8_extmul_high_i8x16(hi, xh);
+    if (D == W_Q8_0 || D == W_IQ4)
+        return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(a), wasm_i32x4_extadd_pairwise_i16x8(b)),
+                              wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(c), wasm_i32x4_extadd_pairwise_i16x8(d)));
+    return wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(wasm_i16x8_add(a, b), wasm_i16x8_add(c, d)));
+}
+
+/* nr <= 4 weight rows against nc <= 4 activation rows (ggml Q8_0 / Q8_1 blocks). Each activation
+ * block is loaded and its scale converted once for all the rows (decode is nc = 1: the rows
+ * then share every activation load). */
 static inline void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, int32_t nr, const uint8_t *x,
                           size_t bx, int32_t nc, float *y, int64_t ldy) {
     const int64_t nb = K / 32;
     const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1, XB = MIN ? 36 : 34, XQ = MIN ? 4 : 2;
-    for (int32_t r = 0; r < nr; r++) {
-        const uint8_t *row = w + (size_t)r * bw;
-        for (int32_t c0 = 0; c0 < nc; c0 += 4) {
-            const int32_t n = nc - c0 < 4 ? nc - c0 : 4;
-            v128_t acc[4];
-            float accm[4] = {0, 0, 0, 0};
-            for (int c = 0; c < 4; c++) acc[c] = wasm_f32x4_splat(0.0f);
-            for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *blk = row + (size_t)b * BS;
+    for (int32_t c = 0; c < nc; c++) {
+        const uint8_t *xr = x + (size_t)c * bx;
+        v128_t acc[4];
+        float accm[4] = {0, 0, 0, 0};
+        for (int r = 0; r < 4; r++) acc[r] = wasm_f32x4_splat(0.0f);
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *xb = xr + (size_t)b * XB;
+            const v128_t xl = wasm_v128_load(xb + XQ), xh = wasm_v128_load(xb + XQ + 16);
+            const float dx = h2f(ld16(xb)), sx = MIN ? h2f(ld16(xb + 2)) : 0.0f;
+            for (int32_t r = 0; r < nr; r++) {
+                const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
                 v128_t lo, hi;
                 dec32(D, blk, &lo, &hi);
-                const float dw = nbl_fp16_to_f32(ld16(blk));
-                for (int c = 0; c < n; c++) {
-                    const uint8_t *xb = x + (size_t)(c0 + c) * bx + (size_t)b * XB;
-                    const v128_t s = wasm_i32x4_add(dot16(lo, wasm_v128_load(xb + XQ)), dot16(hi, wasm_v128_load(xb + XQ + 16)));
-                    acc[c] = wasm_f32x4_add(acc[c], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s),
-                                                                   wasm_f32x4_splat(dw * nbl_fp16_to_f32(ld16(xb)))));
-                    if (MIN) accm[c] += nbl_fp16_to_f32(ld16(blk + 2)) * nbl_fp16_to_f32(ld16(xb + 2));
-                }
+                acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(idot32(D, lo, hi, xl, xh)),
+                                                               wasm_f32x4_splat(h2f(ld16(blk)) * dx)));
+                if (MIN) accm[r] += h2f(ld16(blk + 2)) * sx;
             }
-            for (int c = 0; c < n; c++) y[(c0 + c) * ldy + r] = hsum_f32(acc[c]) + accm[c];
         }
+        for (int32_t r = 0; r < nr; r++) y[c * ldy + r] = hsum_f32(acc[r]) + accm[r];
     }
 }
 

@@ -418,6 +418,13 @@ static void tp_fn(void *c, int32_t ith, int32_t nth) {
 
 static void test_threadpool(void) {
     for (int32_t nt = 1; nt <= 4; nt++) {
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+        /* The single-threaded wasm build cannot start threads: it must say so, not hang. */
+        if (nt > 1) {
+            CHECK(!nbl_threadpool_new(nt), "single-threaded wasm: a pool of %d is refused", nt);
+            continue;
+        }
+#endif
         nbl_threadpool *tp = nbl_threadpool_new(nt);
         CHECK(tp && nbl_threadpool_size(tp) == nt, "pool of %d", nt);
         int64_t hits[100] = {0};
