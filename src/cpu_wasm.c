@@ -12,6 +12,10 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
+/* The block kernels are written once with the weight type as a parameter; each table entry must
+ * get its own copy with the type constant, or every block pays the type tests at run time. */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 static inline int32_t hsum_i32(v128_t v) {
     return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
            wasm_i32x4_extract_lane(v, 3);
@@ -70,11 +74,11 @@ enum { W_Q4_0, W_Q4_1, W_Q5_0, W_Q5_1, W_Q8_0, W_IQ4 };
 
 static const int8_t IQ4_TAB[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
-static inline int w_bytes(int D) {
+ALWAYS_INLINE int w_bytes(int D) {
     return D == W_Q4_0 || D == W_IQ4 ? 18 : D == W_Q4_1 ? 20 : D == W_Q5_0 ? 22 : D == W_Q5_1 ? 24 : 34;
 }
 
-static inline void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi) {
+ALWAYS_INLINE void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi) {
     const v128_t m4 = wasm_i8x16_splat(0x0F);
     if (D == W_Q8_0) {
         *lo = wasm_v128_load(blk + 2);
@@ -107,7 +111,7 @@ static inline void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi
 
 /* One half -> float, inline (the library's nbl_fp16_to_f32 is a call with branches, and these
  * run twice per 32-weight block): the magic multiply is exact for normals and subnormals. */
-static inline float h2f(uint16_t h) {
+ALWAYS_INLINE float h2f(uint16_t h) {
     const uint32_t em = (uint32_t)(h & 0x7fff) << 13;
     float f;
     if ((h & 0x7c00) == 0x7c00) { /* inf, NaN (payload kept) */
@@ -128,7 +132,7 @@ static inline float h2f(uint16_t h) {
  * 4/5-bit weights (|w| <= 31, Q5_1 being unsigned) with int8 activations (|x| <= 127) are at
  * most 3937, so four 16-bit products add up in int16 first (<= 15748); 8-bit weights take them
  * to int32 at once (two products reach 32512, four would not fit). */
-static inline v128_t idot32(const int D, v128_t lo, v128_t hi, v128_t xl, v128_t xh) {
+ALWAYS_INLINE v128_t idot32(const int D, v128_t lo, v128_t hi, v128_t xl, v128_t xh) {
     const v128_t a = wasm_i16x8_extmul_low_i8x16(lo, xl), b = wasm_i16x8_extmul_high_i8x16(lo, xl);
     const v128_t c = wasm_i16x8_extmul_low_i8x16(hi, xh), d = wasm_i16x8_extmul_high_i8x16(hi, xh);
     if (D == W_Q8_0 || D == W_IQ4)
@@ -140,7 +144,7 @@ static inline v128_t idot32(const int D, v128_t lo, v128_t hi, v128_t xl, v128_t
 /* nr <= 4 weight rows against nc <= 4 activation rows (ggml Q8_0 / Q8_1 blocks). Each activation
  * block is loaded and its scale converted once for all the rows (decode is nc = 1: the rows
  * then share every activation load). */
-static inline void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, int32_t nr, const uint8_t *x,
+ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, int32_t nr, const uint8_t *x,
                           size_t bx, int32_t nc, float *y, int64_t ldy) {
     const int64_t nb = K / 32;
     const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1, XB = MIN ? 36 : 34, XQ = MIN ? 4 : 2;
@@ -169,7 +173,15 @@ static inline void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
 #define MAKE_TILE32(name, D)                                                                    \
     static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx,  \
                      int32_t nc, float *y, int64_t ldy) {                                       \
-        tile32(D, K, w, bw, nr, x, bx, nc, y, ldy);                                             \
+        /* nr as a constant: the row loop unrolls and acc[] stays in wasm locals (a runtime  \
+         * index would keep it in linear memory, a load and a store per block). */          \
+        switch (nr) {                                                                           \
+        case 4: tile32(D, K, w, bw, 4, x, bx, nc, y, ldy); break;                               \
+        case 3: tile32(D, K, w, bw, 3, x, bx, nc, y, ldy); break;                               \
+        case 2: tile32(D, K, w, bw, 2, x, bx, nc, y, ldy); break;                               \
+        case 1: tile32(D, K, w, bw, 1, x, bx, nc, y, ldy); break;                               \
+        default: break;                                                                         \
+        }                                                                                       \
     }
 MAKE_TILE32(wt_q4_0, W_Q4_0)
 MAKE_TILE32(wt_q4_1, W_Q4_1)
@@ -194,7 +206,7 @@ static inline int q3k_scale(const uint8_t *sc, int j) {
     return (lo | (hi << 4)) - 32;
 }
 
-static float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_block_q8_K *xb) {
+ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_block_q8_K *xb) {
     const int64_t nsb = K / 256;
     const v128_t m4 = wasm_i8x16_splat(0x0F), m3 = wasm_i8x16_splat(3), one = wasm_i8x16_splat(1);
     float sum = 0.0f;
@@ -208,8 +220,8 @@ static float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_block_q8
             const nbl_block_q4_K *b4 = (const nbl_block_q4_K *)row + sb;
             const nbl_block_q5_K *b5 = (const nbl_block_q5_K *)row + sb;
             const uint8_t *qs = Q == K_Q4 ? b4->qs : b5->qs;
-            d = nbl_fp16_to_f32(Q == K_Q4 ? b4->d : b5->d);
-            dmin = nbl_fp16_to_f32(Q == K_Q4 ? b4->dmin : b5->dmin);
+            d = h2f(Q == K_Q4 ? b4->d : b5->d);
+            dmin = h2f(Q == K_Q4 ? b4->dmin : b5->dmin);
             uint8_t smn[16];
             unpack_k4(Q == K_Q4 ? b4->scales : b5->scales, smn);
             for (int j = 0; j < 8; j++) msum += smn[8 + j] * (xk->bsums[2 * j] + xk->bsums[2 * j + 1]);
@@ -228,7 +240,7 @@ static float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_block_q8
             }
         } else if (Q == K_Q6) {
             const nbl_block_q6_K *b = (const nbl_block_q6_K *)row + sb;
-            d = nbl_fp16_to_f32(b->d);
+            d = h2f(b->d);
             const v128_t o32 = wasm_i8x16_splat(32);
             for (int h = 0; h < 2; h++)
                 for (int l16 = 0; l16 < 2; l16++) { /* 16-byte slices of the 32-wide groups */
@@ -249,11 +261,11 @@ static float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_block_q8
             const nbl_block_q3_K *b3 = (const nbl_block_q3_K *)row + sb;
             const uint8_t *qs = Q == K_Q2 ? b2->qs : b3->qs;
             if (Q == K_Q2) {
-                d = nbl_fp16_to_f32(b2->d);
-                dmin = nbl_fp16_to_f32(b2->dmin);
+                d = h2f(b2->d);
+                dmin = h2f(b2->dmin);
                 for (int j = 0; j < 16; j++) msum += (b2->scales[j] >> 4) * xk->bsums[j];
             } else {
-                d = nbl_fp16_to_f32(b3->d);
+                d = h2f(b3->d);
             }
             const v128_t o4 = wasm_i8x16_splat(4);
             for (int h = 0; h < 2; h++)
