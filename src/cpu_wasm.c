@@ -130,14 +130,14 @@ ALWAYS_INLINE float h2f(uint16_t h) {
 
 /* The integer dot of a decoded 32-block with an activation block, in 4 int32 lanes. Products of
  * 4/5-bit weights (|w| <= 31, Q5_1 being unsigned) with int8 activations (|x| <= 127) are at
- * most 3937, so four 16-bit products add up in int16 first (<= 15748); 8-bit weights take them
- * to int32 at once (two products reach 32512, four would not fit). */
+ * most 3937, so four 16-bit products add up in int16 first (<= 15748); 8-bit weights (|w| <=
+ * 128, activations never -128) add two (<= 32512) before widening, four would not fit. */
 ALWAYS_INLINE v128_t idot32(const int D, v128_t lo, v128_t hi, v128_t xl, v128_t xh) {
     const v128_t a = wasm_i16x8_extmul_low_i8x16(lo, xl), b = wasm_i16x8_extmul_high_i8x16(lo, xl);
     const v128_t c = wasm_i16x8_extmul_low_i8x16(hi, xh), d = wasm_i16x8_extmul_high_i8x16(hi, xh);
     if (D == W_Q8_0 || D == W_IQ4)
-        return wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(a), wasm_i32x4_extadd_pairwise_i16x8(b)),
-                              wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(c), wasm_i32x4_extadd_pairwise_i16x8(d)));
+        return wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(a, b)),
+                              wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(c, d)));
     return wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(wasm_i16x8_add(a, b), wasm_i16x8_add(c, d)));
 }
 

@@ -157,6 +157,51 @@ static void test_types(void) {
     }
 }
 
+/* The largest integer sums each 32-block type can make: every weight at its extreme, every
+ * activation at -127 so that all products share a sign. Tables that add products in narrow
+ * integers before widening (SIMD128) must still agree with the reference. */
+static void test_extremes(void) {
+    static const struct { uint32_t t; int qs_off, qs_len, qh_off; uint8_t qs, qh; } X[] = {
+        {NBL_TYPE_Q4_0, 2, 16, -1, 0x00, 0},    /* all -8 */
+        {NBL_TYPE_Q4_1, 4, 16, -1, 0xFF, 0},    /* all 15 */
+        {NBL_TYPE_Q5_0, 6, 16, 2, 0x00, 0x00},  /* all -16 */
+        {NBL_TYPE_Q5_1, 8, 16, 4, 0xFF, 0xFF},  /* all 31 */
+        {NBL_TYPE_Q8_0, 2, 32, -1, 0x80, 0},    /* all -128 */
+        {NBL_TYPE_IQ4_NL, 2, 16, -1, 0x00, 0},  /* all -127 */
+    };
+    const int64_t K = 1024, M = 4;
+    for (size_t i = 0; i < sizeof X / sizeof X[0]; i++) {
+        const uint32_t wt = X[i].t, xt = (uint32_t)nbl_vec_dot_type(wt);
+        const size_t bs = nbl_type_traits_get(wt)->type_size, bw = nbl_row_bytes(wt, K), bx = nbl_row_bytes(xt, K);
+        uint8_t *w = calloc(M, bw), *xq = malloc(bx);
+        float *x = malloc(sizeof(float) * K), yref[4], y[4];
+        for (int64_t b = 0; b < M * K / 32; b++) {
+            uint8_t *blk = w + (size_t)b * bs;
+            blk[0] = 0x00, blk[1] = 0x3C; /* d = 1 (and m = 0 where there is one) */
+            memset(blk + X[i].qs_off, X[i].qs, (size_t)X[i].qs_len);
+            if (X[i].qh_off >= 0) memset(blk + X[i].qh_off, X[i].qh, 4);
+        }
+        for (int64_t k = 0; k < K; k++) x[k] = -1.0f;
+        nbl_kernels_ref()->from_f32[xt](x, xq, K);
+        nbl_kernels_ref()->tile[wt](K, w, bw, (int32_t)M, xq, bx, 1, yref, M);
+        for (int k = 0; k < n_tables; k++) {
+            const nbl_kernels *kt = tables[k];
+            const int32_t xb = kt->x_bytes[xt];
+            const size_t kbx = xb ? (size_t)(K / nbl_type_traits_get(xt)->blck) * (size_t)xb : bx;
+            uint8_t *kx = malloc(kbx);
+            kt->from_f32[xt](x, kx, K);
+            const int32_t nr = kt->tile_m[wt] < M ? kt->tile_m[wt] : (int32_t)M;
+            kt->tile[wt](K, w, bw, nr, kx, kbx, 1, y, M);
+            double e = 0;
+            for (int32_t r = 0; r < nr; r++) e = fmax(e, fabs(y[r] - yref[r]) / fabs(yref[r]));
+            CHECK(e <= 1e-5 && fabs(yref[0]) > 1000, "%s %s extremes: %g vs %g (relative %g)", kt->name,
+                  nbl_type_traits_get(wt)->name, y[0], yref[0], e);
+            free(kx);
+        }
+        free(w), free(xq), free(x);
+    }
+}
+
 /* nbl_matmul: blocking, remainders, threads, bias and ldy against per-element reference dots. */
 static void test_matmul(nbl_threadpool *tp) {
     const uint32_t types[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0, NBL_TYPE_Q4_K, NBL_TYPE_Q6_K, NBL_TYPE_F16, NBL_TYPE_Q5_0};
@@ -456,6 +501,7 @@ int main(void) {
     printf(" (best: %s)\n", nbl_kernels_best()->name);
     test_threadpool();
     test_types();
+    test_extremes();
     test_helpers();
     test_attn_primitives();
     test_rope();
