@@ -17,19 +17,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { benchArgs, ROOT } from './args.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const model = args.find((a, i) => !a.startsWith('--') && (i === 0 || !args[i - 1].startsWith('--')));
-if (!model) {
-  console.error('usage: node bench/gpu.mjs MODEL.gguf [--nbl build/nbl] [--prompt 512] [--gen 128] [--reps 3] [--no-profile] [--json OUT]');
-  process.exit(2);
-}
+const { args, opt, model } = benchArgs('node bench/gpu.mjs MODEL.gguf [--nbl build/nbl] [--prompt 512] [--gen 128] [--reps 3] [--no-profile] [--json OUT]');
 const NBL = path.resolve(opt('--nbl', path.join(ROOT, process.env.B ?? 'build', 'nbl')));
 const PROMPT = Number(opt('--prompt', 512));
 const GEN = Number(opt('--gen', 128));

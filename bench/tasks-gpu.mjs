@@ -12,19 +12,9 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { benchArgs, ROOT } from './args.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const model = args.find((a, i) => !a.startsWith('--') && (i === 0 || !args[i - 1].startsWith('--')));
-if (!model) {
-  console.error('usage: node bench/tasks-gpu.mjs MODEL.gguf [--reps 3] [--no-cpu] [--json OUT.json]');
-  process.exit(2);
-}
+const { args, opt, model } = benchArgs('node bench/tasks-gpu.mjs MODEL.gguf [--reps 3] [--no-cpu] [--json OUT.json]');
 const REPS = Number(opt('--reps', 3));
 const software = args.includes('--allow-software');
 
