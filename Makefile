@@ -49,7 +49,24 @@ $(B)/asan/tests/%: tests/%.c tests/test.h $(B)/asan/libnbl.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) -O1 $(SAN) $(CFLAGS) $< $(B)/asan/libnbl.a -o $@ $(LDLIBS)
 
-test: all $(TBIN) $(ATBIN) wasm $(B)/wasm/tests/test_kernels.js
+# AArch64: the kernel and golden tests built with the cross compiler (statically), for baseline
+# ARMv8 NEON and for ARMv8.2 with the dot-product and f16 extensions; tests/run.sh runs them
+# under qemu-user.
+ARM_CC   ?= aarch64-linux-gnu-gcc
+ARM_TESTS := tests/test_kernels.c tests/test_golden.c
+ARM_BIN  := $(foreach v,base dot,$(ARM_TESTS:tests/%.c=$(B)/arm/$(v)/%))
+ARM_FLAGS_base := -march=armv8-a
+ARM_FLAGS_dot  := -march=armv8.2-a+dotprod+fp16
+$(B)/arm/base/%: tests/%.c tests/test.h $(SRC) src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(ARM_CC) $(WARN) -O2 $(ARM_FLAGS_base) -D_DEFAULT_SOURCE -Iinclude -Isrc -static $< $(SRC) -o $@ $(LDLIBS)
+$(B)/arm/dot/%: tests/%.c tests/test.h $(SRC) src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(ARM_CC) $(WARN) -O2 $(ARM_FLAGS_dot) -D_DEFAULT_SOURCE -Iinclude -Isrc -static $< $(SRC) -o $@ $(LDLIBS)
+.PHONY: arm
+arm: $(ARM_BIN)
+
+test: all $(TBIN) $(ATBIN) wasm $(B)/wasm/tests/test_kernels.js $(ARM_BIN)
 	@B=$(B) bash tests/run.sh
 
 test-c: all $(TBIN)

@@ -18,6 +18,10 @@ have chromium || need+=(chromium)
 have emcc     || need+=(emscripten)
 have wasm-opt || need+=(binaryen)
 [ -d /usr/share/nodejs/acorn ] || need+=(node-acorn)
+# The AArch64 NEON kernels are built with the cross compiler and tested under qemu-user.
+have aarch64-linux-gnu-gcc || need+=(gcc-aarch64-linux-gnu)
+[ -f /usr/aarch64-linux-gnu/lib/libc.a ] || need+=(libc6-dev-arm64-cross)
+have qemu-aarch64 || need+=(qemu-user)
 # libasan/libubsan come with gcc on Debian; checked by compiling a probe below.
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then echo "setup: missing ${need[*]}; run as root or install them" >&2; exit 1; fi

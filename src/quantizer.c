@@ -130,7 +130,7 @@ static float sweep_sym(int n, const float *x, const float *w, int nneg, int npos
             if (!(s <= s1) || !ev_add(&eb, s, i, k + 1)) break;
         }
     }
-    uint16_t ev[SWEEP_MAXEV];
+    uint16_t ev[SWEEP_MAXEV] = {0}; /* ev_order fills it; zeroed for gcc 12 on aarch64, which cannot see that */
     const int ne = ev_order(&eb, ev);
     double best = -1, best_d = 0;
     int best_st = 0, best_j = -1;

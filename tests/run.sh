@@ -26,6 +26,10 @@ B=${B:-build}
 for t in "$B"/tests/test_*; do run_one "$(basename "$t")" "$t"; done
 # The same kernel tests on the WebAssembly SIMD128 table.
 [ -f "$B/wasm/tests/test_kernels.js" ] && run_one "wasm/test_kernels" node "$B/wasm/tests/test_kernels.js"
+# The AArch64 builds under emulation (-cpu max: the dot-product and f16 extensions are there).
+for t in "$B"/arm/*/test_*; do
+  [ -f "$t" ] && run_one "arm/$(basename "$(dirname "$t")")/$(basename "$t")" qemu-aarch64 -cpu max "$t"
+done
 if [ -z "${NBL_SKIP_ASAN:-}" ]; then
   for t in "$B"/asan/tests/test_*; do
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_one "asan/$(basename "$t")" "$t"
