@@ -8,6 +8,9 @@ export declare const FINISH: Readonly<{ NONE: 0; STOP: 1; LENGTH: 2 }>;
 export declare const TOK_ADD_BOS: 1;
 export declare const TOK_PARSE_SPECIAL: 2;
 
+/** nbl_status values by name (include/nbl.h). */
+export declare const STATUS_CODE: Readonly<{ ok: 0; arg: 1; io: 2; format: 3; unsupported: 4; nomem: 5; context: 6; state: 7; device: 8 }>;
+
 export declare class CoreError extends Error {
   /** The nbl_status number. */
   status: number;

@@ -42,6 +42,8 @@ export class CoreError extends Error {
   }
 }
 const STATUS = ['ok', 'arg', 'io', 'format', 'unsupported', 'nomem', 'context', 'state', 'device'];
+/** nbl_status values by name (include/nbl.h), for JavaScript that answers C (the GPU forward pass). */
+export const STATUS_CODE = Object.freeze(Object.fromEntries(STATUS.map((name, i) => [name, i])));
 
 /**
  * Loads a build. Options: threads ('auto' | number; 1 picks the single-threaded build, more

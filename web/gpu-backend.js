@@ -11,14 +11,11 @@
 // One GPU KV cache serves every session of the core (the chat's and the tasks'): the executor
 // remembers which tokens it holds and re-evaluates only what differs from the caller's context.
 
-import { loadCore } from './core.js';
+import { loadCore, STATUS_CODE } from './core.js';
 import { WasmBackend } from './wasm-backend.js';
 import { requestAdapter, planOptionsFor, checkPlan, loadPlan, GpuLostError, GpuPlanError } from './gpu.js';
 
 const TASK_CTX = 2048; // web/tasks.js's default context of a task session
-const NBL_OK = 0;
-const NBL_E_CONTEXT = 6;
-const NBL_E_DEVICE = 8;
 
 const isSoftware = (adapter) => !!(adapter.isFallbackAdapter ?? adapter.info?.isFallbackAdapter);
 
@@ -109,7 +106,7 @@ export class GpuBackend extends WasmBackend {
       if (!this.exec) throw new Error(this.lostReason ?? 'the GPU executor is gone');
       if (pos + n > this.plan.n_ctx) {
         m.stringToUTF8(`${pos + n} positions do not fit the GPU cache of ${this.plan.n_ctx}`, msg, cap);
-        return NBL_E_CONTEXT;
+        return STATUS_CODE.context;
       }
       const h32 = new Int32Array(m.HEAPU8.buffer);
       const ctx = h32.slice(cached >>> 2, (cached >>> 2) + pos);
@@ -134,11 +131,11 @@ export class GpuBackend extends WasmBackend {
       this.gpuTokens.set(ctx.subarray(keep), keep);
       this.gpuTokens.set(toks, pos);
       this.gpuLen = pos + n;
-      return NBL_OK;
+      return STATUS_CODE.ok;
     } catch (e) {
       this.fail(e);
       m.stringToUTF8(this.lostReason ?? String(e?.message ?? e), msg, cap);
-      return NBL_E_DEVICE;
+      return STATUS_CODE.device;
     }
   }
 
@@ -162,10 +159,8 @@ export class GpuBackend extends WasmBackend {
   fail(e) {
     if (!this.exec) return;
     this.lostReason = `GPU: ${e?.message ?? e}`;
-    const exec = this.exec;
-    this.exec = null;
+    this.releaseExec();
     this.gpuLen = 0;
-    try { exec.destroy(); } catch { /* already lost */ }
     this.info = { ...this.info, executor: 'wasm', fallback_reason: this.lostReason };
     this.onFallback?.({ from: 'webgpu', to: 'wasm', reason: this.lostReason });
   }
@@ -175,12 +170,15 @@ export class GpuBackend extends WasmBackend {
     this.exec?.device.destroy();
   }
 
+  // Frees the executor's GPU objects once; a lost device may refuse, which changes nothing.
+  releaseExec() {
+    const exec = this.exec;
+    this.exec = null;
+    try { exec?.destroy(); } catch { /* already lost */ }
+  }
+
   dispose() {
-    if (this.exec) {
-      const exec = this.exec;
-      this.exec = null;
-      try { exec.destroy(); } catch { /* lost */ }
-    }
+    this.releaseExec();
     if (this.core?.mod) this.core.mod.nblForward = null;
     super.dispose();
   }

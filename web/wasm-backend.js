@@ -19,7 +19,7 @@ export function abortError(reason) {
 
 // Returns to the event loop between tokens, so abort messages and page events get through. A
 // timer would be clamped to 4 ms after a few nested calls; a message round trip is not.
-export const yieldNow = (() => {
+const yieldNow = (() => {
   if (typeof setImmediate === 'function') return () => new Promise((r) => setImmediate(r));
   if (typeof MessageChannel === 'function') {
     const ch = new MessageChannel();
@@ -31,7 +31,7 @@ export const yieldNow = (() => {
 })();
 
 /** Reads a model source given as a URL into something core.openModel takes. */
-export async function resolveSource(model, { signal, fetch: fetchImpl = globalThis.fetch } = {}) {
+async function resolveSource(model, { signal, fetch: fetchImpl = globalThis.fetch } = {}) {
   if (typeof model === 'string' || model instanceof URL) {
     const r = await fetchImpl(String(model), { signal });
     if (!r.ok) throw new Error(`model: ${model}: HTTP ${r.status}`);
