@@ -56,6 +56,33 @@ nbl_status nbl_model_open_file(const char *path, const nbl_model_options *opt, n
 nbl_status nbl_model_open_buffer(const void *data, size_t size, const nbl_model_options *opt,
                                  nbl_model **out, nbl_error *err);
 
+/* Opens a model from the first avail bytes of its GGUF file (file_size bytes in all): metadata,
+ * tokenizer and shapes, but no tensor data, for an executor that reads the weights itself (the
+ * browser's GPU path streams them from storage). The prefix is not copied and must outlive the
+ * model. Where it is too short to hold the metadata, fails with *more set to the bytes that get
+ * further: read at least that many and call again. The small vectors (norms, biases) come in
+ * through nbl_model_put_tensor, the matrices through nbl_model_attach_data; sessions on the CPU
+ * refuse to start until the latter. */
+nbl_status nbl_model_open_meta(const void *prefix, size_t avail, uint64_t file_size,
+                               const nbl_model_options *opt, uint64_t *more, nbl_model **out,
+                               nbl_error *err);
+
+/* The file ranges of the small tensors a metadata-only model still lacks: fills up to cap pairs
+ * (offset, size) into ranges and returns how many there are. */
+int32_t nbl_model_missing_vectors(const nbl_model *model, uint64_t *ranges, int32_t cap);
+
+/* Bytes [offset, offset + size) of the model's file: fills every missing small tensor that lies
+ * inside them (copied; bytes need not outlive the call). */
+nbl_status nbl_model_put_tensor(nbl_model *model, uint64_t offset, const void *bytes, uint64_t size,
+                                nbl_error *err);
+
+/* Gives a metadata-only model its tensor data: the file's data section, bytes [data_offset,
+ * file_size) (see nbl_model_info), which must outlive the model. Fills missing small tensors too. */
+nbl_status nbl_model_attach_data(nbl_model *model, const void *data, uint64_t size, nbl_error *err);
+
+/* 1 when the model holds every tensor's data (the CPU can run it). */
+int32_t nbl_model_has_data(const nbl_model *model);
+
 void nbl_model_free(nbl_model *model);
 
 typedef struct nbl_model_info {
@@ -75,6 +102,8 @@ typedef struct nbl_model_info {
     int32_t add_bos;   /* 1 when the tokenizer prepends BOS */
     uint64_t n_params;
     uint64_t weight_bytes;
+    uint64_t file_size;   /* of the GGUF */
+    uint64_t data_offset; /* where its tensor data section starts */
 } nbl_model_info;
 
 void nbl_model_get_info(const nbl_model *model, nbl_model_info *info);

@@ -109,7 +109,10 @@ typedef struct gguf_full {
 
 typedef struct parser {
     const uint8_t *b;
-    uint64_t size, pos;
+    uint64_t size, pos; /* size: bytes readable at b */
+    uint64_t file;      /* the file's size: size, or more when only a metadata prefix was read */
+    uint64_t more;      /* a prefix ran short: the bytes it would need to go on */
+    int meta;           /* metadata only: tensors get no data pointers */
     priv *pv;
     nbl_error *err;
     char who[NAME_CAP + 24]; /* "key '...'" / "tensor '...'" / "" */
@@ -135,11 +138,19 @@ static nbl_status perr(parser *P, nbl_status code, const char *fmt, ...) {
     return nbl_set_err(P->err, code, "gguf: %s%s%s", P->who, P->who[0] ? ": " : "", tmp);
 }
 
+/* n bytes at P->pos lie in the file but past the metadata prefix read: the caller reads more. */
+static nbl_status short_prefix(parser *P, uint64_t n) {
+    if (P->pos + n > P->more) P->more = P->pos + n;
+    return nbl_set_err(P->err, NBL_E_FORMAT, "gguf: the metadata goes on past the first %llu bytes read",
+                       (unsigned long long)P->size);
+}
+
 static nbl_status need(parser *P, uint64_t n, const char *what) {
-    if (n > P->size - P->pos)
+    if (n > P->file - P->pos)
         return perr(P, NBL_E_FORMAT, "%s truncated: %llu bytes needed at offset %llu, file size %llu",
                     what, (unsigned long long)n, (unsigned long long)P->pos,
-                    (unsigned long long)P->size);
+                    (unsigned long long)P->file);
+    if (n > P->size - P->pos) return short_prefix(P, n);
     return NBL_OK;
 }
 
@@ -169,10 +180,11 @@ static nbl_status rd_str(parser *P, nbl_str *out, const char *what) {
     uint64_t n;
     nbl_status s = rd_u64(P, &n, what);
     if (s) return s;
-    if (n > P->size - P->pos)
+    if (n > P->file - P->pos)
         return perr(P, NBL_E_FORMAT, "%s length %llu at offset %llu extends past end of file (size %llu)",
                     what, (unsigned long long)n, (unsigned long long)(P->pos - 8),
-                    (unsigned long long)P->size);
+                    (unsigned long long)P->file);
+    if (n > P->size - P->pos) return short_prefix(P, n);
     out->ptr = (const char *)P->b + P->pos;
     out->len = n;
     P->pos += n;
@@ -236,12 +248,13 @@ static nbl_status parse_array(parser *P, nbl_gguf_value *v, int depth) {
     uint64_t min = nbl_gguf_type_size(et), total;
     if (et == NBL_GGUF_STRING) min = 8;
     if (et == NBL_GGUF_ARRAY) min = GGUF_MIN_ARR_BYTES;
-    if (nbl_mul_ovf(n, min, &total) || total > P->size - P->pos)
+    if (nbl_mul_ovf(n, min, &total) || total > P->file - P->pos)
         return perr(P, NBL_E_FORMAT,
                     "array of %llu %s elements at offset %llu extends past end of file (size %llu)",
                     (unsigned long long)n, type_name(et), (unsigned long long)(P->pos - 12),
-                    (unsigned long long)P->size);
+                    (unsigned long long)P->file);
     if (et != NBL_GGUF_STRING && et != NBL_GGUF_ARRAY) {
+        if (total > P->size - P->pos) return short_prefix(P, total);
         v->arr.raw = P->b + P->pos;
         P->pos += total;
         return NBL_OK;
@@ -313,9 +326,9 @@ static void set_who(parser *P, const char *kind, nbl_str name) {
 static nbl_status parse_kvs(parser *P, nbl_gguf *g) {
     nbl_status s;
     uint64_t total;
-    if (nbl_mul_ovf(g->n_kv, GGUF_MIN_KV_BYTES, &total) || total > P->size - P->pos)
+    if (nbl_mul_ovf(g->n_kv, GGUF_MIN_KV_BYTES, &total) || total > P->file - P->pos)
         return perr(P, NBL_E_FORMAT, "kv count %llu exceeds what the file can hold (size %llu)",
-                    (unsigned long long)g->n_kv, (unsigned long long)P->size);
+                    (unsigned long long)g->n_kv, (unsigned long long)P->file);
     if (g->n_kv) {
         g->kv = arena_alloc(P->pv, g->n_kv * sizeof(nbl_gguf_kv));
         if (!g->kv) return perr(P, NBL_E_NOMEM, "out of memory for %llu kvs", (unsigned long long)g->n_kv);
@@ -378,6 +391,7 @@ static nbl_status parse_tensor_info(parser *P, nbl_gguf *g, uint64_t i) {
 static nbl_status parse(parser *P, nbl_gguf *g) {
     nbl_status s;
     P->who[0] = 0;
+    if (P->size < 4 && P->file >= 4) return short_prefix(P, 4);
     if (P->size < 4 || memcmp(P->b, GGUF_MAGIC, 4) != 0)
         return perr(P, NBL_E_FORMAT, "bad magic (not a GGUF file)");
     P->pos = 4;
@@ -408,9 +422,9 @@ static nbl_status parse(parser *P, nbl_gguf *g) {
     }
 
     uint64_t total;
-    if (nbl_mul_ovf(g->n_tensors, GGUF_MIN_TI_BYTES, &total) || total > P->size - P->pos)
+    if (nbl_mul_ovf(g->n_tensors, GGUF_MIN_TI_BYTES, &total) || total > P->file - P->pos)
         return perr(P, NBL_E_FORMAT, "tensor count %llu exceeds what the file can hold (size %llu)",
-                    (unsigned long long)g->n_tensors, (unsigned long long)P->size);
+                    (unsigned long long)g->n_tensors, (unsigned long long)P->file);
     if (g->n_tensors) {
         g->tensors = arena_alloc(P->pv, g->n_tensors * sizeof(nbl_gguf_tensor));
         if (!g->tensors)
@@ -425,14 +439,14 @@ static nbl_status parse(parser *P, nbl_gguf *g) {
     /* The data section starts at the next multiple of the alignment. A file without tensors
      * may end before that; its data section is then empty, at the end of the file. */
     uint64_t a = g->alignment, pad = (a - P->pos % a) % a;
-    if (pad > P->size - P->pos) {
+    if (pad > P->file - P->pos) {
         if (g->n_tensors)
             return perr(P, NBL_E_FORMAT, "data section (offset %llu + %llu padding) past end of file (size %llu)",
-                        (unsigned long long)P->pos, (unsigned long long)pad, (unsigned long long)P->size);
-        pad = P->size - P->pos;
+                        (unsigned long long)P->pos, (unsigned long long)pad, (unsigned long long)P->file);
+        pad = P->file - P->pos;
     }
     g->data_offset = P->pos + pad;
-    uint64_t data_size = P->size - g->data_offset;
+    uint64_t data_size = P->file - g->data_offset;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         nbl_gguf_tensor *t = &g->tensors[i];
         set_who(P, "tensor", t->name);
@@ -443,8 +457,9 @@ static nbl_status parse(parser *P, nbl_gguf *g) {
             return perr(P, NBL_E_FORMAT,
                         "data [offset %llu, %llu bytes] extends past end of file (size %llu, data section at %llu)",
                         (unsigned long long)t->offset, (unsigned long long)t->nbytes,
-                        (unsigned long long)P->size, (unsigned long long)g->data_offset);
-        t->data = P->b + g->data_offset + t->offset;
+                        (unsigned long long)P->file, (unsigned long long)g->data_offset);
+        /* A metadata prefix holds no tensor data: nbl_gguf_attach_data supplies it later. */
+        t->data = P->meta ? NULL : P->b + g->data_offset + t->offset;
     }
     return NBL_OK;
 }
@@ -466,9 +481,11 @@ void nbl_gguf_free(nbl_gguf *g) {
     free(f);
 }
 
-/* Parses data/size into a new object that takes ownership of map (may be NULL). */
-static nbl_status open_common(const void *data, uint64_t size, void *map, size_t map_len,
-                              nbl_gguf **out, nbl_error *err) {
+/* Parses data/size into a new object that takes ownership of map (may be NULL). file > size:
+ * data is the first size bytes of a file of that many (metadata only); *more, when not NULL,
+ * gets the bytes the prefix would need where it ran short, else 0. */
+static nbl_status open_common(const void *data, uint64_t size, uint64_t file, uint64_t *more,
+                              void *map, size_t map_len, nbl_gguf **out, nbl_error *err) {
     gguf_full *f = calloc(1, sizeof *f);
     if (!f) {
         if (map) munmap(map, map_len);
@@ -477,10 +494,13 @@ static nbl_status open_common(const void *data, uint64_t size, void *map, size_t
     f->g.priv = &f->p;
     f->p.map = map;
     f->p.map_len = map_len;
-    f->g.base = data;
-    f->g.size = size;
-    parser P = {.b = data, .size = size, .pv = &f->p, .err = err};
+    const int meta = more != NULL;
+    f->g.base = meta ? NULL : data;
+    f->g.has_data = !meta;
+    f->g.size = file;
+    parser P = {.b = data, .size = size, .file = file, .pv = &f->p, .err = err, .meta = meta};
     nbl_status s = parse(&P, &f->g);
+    if (more) *more = s ? P.more : 0;
     if (s) {
         nbl_gguf_free(&f->g);
         return s;
@@ -492,7 +512,29 @@ static nbl_status open_common(const void *data, uint64_t size, void *map, size_t
 nbl_status nbl_gguf_open_buffer(const void *data, size_t size, nbl_gguf **out, nbl_error *err) {
     if (!out || (!data && size)) return nbl_set_err(err, NBL_E_ARG, "gguf: NULL argument");
     *out = NULL;
-    return open_common(data ? data : "", size, NULL, 0, out, err);
+    return open_common(data ? data : "", size, size, NULL, NULL, 0, out, err);
+}
+
+nbl_status nbl_gguf_open_meta(const void *prefix, size_t avail, uint64_t file_size, uint64_t *more,
+                              nbl_gguf **out, nbl_error *err) {
+    if (more) *more = 0;
+    if (!out || !more || (!prefix && avail)) return nbl_set_err(err, NBL_E_ARG, "gguf: NULL argument");
+    *out = NULL;
+    if (avail > file_size)
+        return nbl_set_err(err, NBL_E_ARG, "gguf: %llu bytes read of a %llu-byte file",
+                           (unsigned long long)avail, (unsigned long long)file_size);
+    return open_common(prefix ? prefix : "", avail, file_size, more, NULL, 0, out, err);
+}
+
+nbl_status nbl_gguf_attach_data(nbl_gguf *g, const void *data, uint64_t size, nbl_error *err) {
+    if (!g || !data) return nbl_set_err(err, NBL_E_ARG, "gguf: NULL argument");
+    if (g->has_data) return nbl_set_err(err, NBL_E_STATE, "gguf: the tensor data is already there");
+    if (size != g->size - g->data_offset)
+        return nbl_set_err(err, NBL_E_ARG, "gguf: the data section is %llu bytes, not %llu",
+                           (unsigned long long)(g->size - g->data_offset), (unsigned long long)size);
+    for (uint64_t i = 0; i < g->n_tensors; i++) g->tensors[i].data = (const uint8_t *)data + g->tensors[i].offset;
+    g->has_data = 1;
+    return NBL_OK;
 }
 
 nbl_status nbl_gguf_open_file(const char *path, nbl_gguf **out, nbl_error *err) {
@@ -525,7 +567,7 @@ nbl_status nbl_gguf_open_file(const char *path, nbl_gguf **out, nbl_error *err) 
     close(fd);
     if (map == MAP_FAILED)
         return nbl_set_err(err, NBL_E_IO, "gguf: cannot map '%s': %s", path, strerror(e));
-    nbl_status s = open_common(map, len, map, len, out, err);
+    nbl_status s = open_common(map, len, len, NULL, map, len, out, err);
     if (s && err) {
         /* Say which file was at fault: prefix the path, keeping the message within bounds. */
         char tmp[sizeof err->msg];

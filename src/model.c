@@ -133,6 +133,7 @@ static nbl_status bind_matrix(nbl_model *m, const char *name, int64_t ne0, int64
                            name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
                            (long long)ne0, (long long)ne1);
     w->data = t->data;
+    w->offset = m->gguf->data_offset + t->offset;
     w->type = t->type;
     w->ne0 = t->ne[0];
     w->ne1 = t->ne[1];
@@ -158,7 +159,15 @@ static nbl_status bind_vector(nbl_model *m, const char *name, int64_t n, int req
         return nbl_set_err(err, NBL_E_FORMAT,
                            "model: tensor '%s' has shape [%lld, %lld] but [%lld] was expected", name,
                            (long long)t->ne[0], (long long)t->ne[1], (long long)n);
-    nbl_dequant_row(t->type, t->data, *pool, n);
+    if (t->data) {
+        nbl_dequant_row(t->type, t->data, *pool, n);
+    } else {
+        /* A metadata-only open: the bytes come later (nbl_model_put_tensor, _attach_data). */
+        struct nbl_missing_vec *mv = &m->missing[m->n_missing++];
+        mv->t = t;
+        mv->dst = *pool;
+        mv->n = n;
+    }
     *slot = *pool;
     *pool += n;
     return NBL_OK;
@@ -177,15 +186,18 @@ static nbl_status bind_tensors(nbl_model *m, nbl_error *err) {
     hp->n_vocab = (int32_t)te->ne[1];
     if ((st = bind_matrix(m, "token_embd.weight", E, hp->n_vocab, 1, &m->tok_embd, err))) return st;
     if ((st = bind_matrix(m, "output.weight", E, hp->n_vocab, 0, &m->output, err))) return st;
-    if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+    if (!m->output.name) m->output = m->tok_embd; /* tied embeddings */
 
     /* Every small vector in one allocation: per layer 2 norms + 4 biases, plus output norm and
      * rope factors. */
     uint64_t per_layer = (uint64_t)3 * E + QD + 2 * KD;
     uint64_t total = per_layer * (uint64_t)hp->n_layer + (uint64_t)E + (uint64_t)HD;
-    m->owned = malloc(total * sizeof(float));
+    m->owned = calloc(total, sizeof(float));
     m->layers = calloc((size_t)hp->n_layer, sizeof(nbl_layer));
-    if (!m->owned || !m->layers) return nbl_set_err(err, NBL_E_NOMEM, "model: out of memory");
+    /* At most 6 vectors per layer plus 2 can be missing. */
+    if (!m->gguf->has_data) m->missing = calloc((size_t)hp->n_layer * 6 + 2, sizeof *m->missing);
+    if (!m->owned || !m->layers || (!m->gguf->has_data && !m->missing))
+        return nbl_set_err(err, NBL_E_NOMEM, "model: out of memory");
     float *pool = m->owned;
     if ((st = bind_vector(m, "output_norm.weight", E, 1, &m->output_norm, &pool, err))) return st;
     if ((st = bind_vector(m, "rope_freqs.weight", HD / 2, 0, &m->rope_freqs, &pool, err))) return st;
@@ -284,6 +296,73 @@ nbl_status nbl_model_open_file(const char *path, const nbl_model_options *opt, n
     return open_common(g, opt, out, err);
 }
 
+nbl_status nbl_model_open_meta(const void *prefix, size_t avail, uint64_t file_size,
+                               const nbl_model_options *opt, uint64_t *more, nbl_model **out,
+                               nbl_error *err) {
+    if (more) *more = 0;
+    if ((!prefix && avail) || !more || !out) return nbl_set_err(err, NBL_E_ARG, "model: prefix, more and out are required");
+    *out = NULL;
+    if (opt && opt->vocab_only) return nbl_set_err(err, NBL_E_ARG, "model: a vocab-only open reads the whole buffer");
+    nbl_gguf *g;
+    nbl_status st = nbl_gguf_open_meta(prefix, avail, file_size, more, &g, err);
+    if (st) return st;
+    return open_common(g, opt, out, err);
+}
+
+int32_t nbl_model_missing_vectors(const nbl_model *m, uint64_t *ranges, int32_t cap) {
+    if (!m) return 0;
+    for (int32_t i = 0; i < m->n_missing && i < cap; i++) {
+        ranges[2 * i] = m->gguf->data_offset + m->missing[i].t->offset;
+        ranges[2 * i + 1] = m->missing[i].t->nbytes;
+    }
+    return m->n_missing;
+}
+
+/* Converts missing vector i from src (its bytes) and drops it from the list. */
+static void fill_missing(nbl_model *m, int32_t i, const void *src) {
+    struct nbl_missing_vec *mv = &m->missing[i];
+    nbl_dequant_row(mv->t->type, src, mv->dst, mv->n);
+    m->missing[i] = m->missing[--m->n_missing];
+}
+
+nbl_status nbl_model_put_tensor(nbl_model *m, uint64_t offset, const void *bytes, uint64_t size,
+                                nbl_error *err) {
+    if (!m || (!bytes && size)) return nbl_set_err(err, NBL_E_ARG, "model: model and bytes are required");
+    if (offset > m->gguf->size || size > m->gguf->size - offset)
+        return nbl_set_err(err, NBL_E_ARG, "model: bytes %llu+%llu lie outside the %llu-byte file",
+                           (unsigned long long)offset, (unsigned long long)size, (unsigned long long)m->gguf->size);
+    for (int32_t i = m->n_missing - 1; i >= 0; i--) {
+        const nbl_gguf_tensor *t = m->missing[i].t;
+        const uint64_t at = m->gguf->data_offset + t->offset;
+        if (at >= offset && at - offset <= size && t->nbytes <= size - (at - offset))
+            fill_missing(m, i, (const uint8_t *)bytes + (at - offset));
+    }
+    return NBL_OK;
+}
+
+static void point_weight(nbl_weight *w, const uint8_t *data, uint64_t data_offset) {
+    if (w->name) w->data = data + (w->offset - data_offset);
+}
+
+nbl_status nbl_model_attach_data(nbl_model *m, const void *data, uint64_t size, nbl_error *err) {
+    if (!m || !data) return nbl_set_err(err, NBL_E_ARG, "model: model and data are required");
+    if (m->vocab_only) return nbl_set_err(err, NBL_E_STATE, "model: the model was opened vocab-only");
+    nbl_status st = nbl_gguf_attach_data(m->gguf, data, size, err);
+    if (st) return st;
+    const uint64_t d0 = m->gguf->data_offset;
+    while (m->n_missing) fill_missing(m, m->n_missing - 1, m->missing[m->n_missing - 1].t->data);
+    point_weight(&m->tok_embd, data, d0);
+    point_weight(&m->output, data, d0);
+    for (int32_t i = 0; i < m->hp.n_layer; i++) {
+        nbl_layer *L = &m->layers[i];
+        nbl_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++) point_weight(ws[k], data, d0);
+    }
+    return NBL_OK;
+}
+
+int32_t nbl_model_has_data(const nbl_model *m) { return m && m->gguf->has_data && !m->vocab_only ? 1 : 0; }
+
 nbl_status nbl_model_open_buffer(const void *data, size_t size, const nbl_model_options *opt,
                                  nbl_model **out, nbl_error *err) {
     if (!data || !out) return nbl_set_err(err, NBL_E_ARG, "model: data and out are required");
@@ -306,6 +385,7 @@ void nbl_model_free(nbl_model *m) {
     free(m->chat_template);
     free(m->owned);
     free(m->layers);
+    free(m->missing);
     free(m);
 }
 
@@ -322,6 +402,8 @@ void nbl_model_get_info(const nbl_model *m, nbl_model_info *info) {
     info->n_head_kv = hp->n_head_kv;
     info->head_dim = hp->head_dim;
     info->n_ff = hp->n_ff;
+    info->file_size = m->gguf->size;
+    info->data_offset = m->gguf->data_offset;
     info->bos = info->eos = info->eot = -1;
     if (m->vocab) {
         /* The tokenizer resolves defaults (SentencePiece adds BOS unless told not to, EOT falls

@@ -195,8 +195,9 @@ typedef struct nbl_gguf {
     nbl_gguf_tensor *tensors;
     uint64_t alignment;   /* general.alignment or 32 */
     uint64_t data_offset; /* start of the tensor data section in the file */
-    const uint8_t *base;  /* the whole file */
-    uint64_t size;
+    const uint8_t *base;  /* the whole file; NULL when opened from a metadata prefix */
+    uint64_t size;        /* of the file */
+    int32_t has_data;     /* tensors' data pointers are set (else nbl_gguf_attach_data sets them) */
     void *priv;           /* reader-private (mapping, allocations) */
 } nbl_gguf;
 
@@ -204,6 +205,14 @@ typedef struct nbl_gguf {
 nbl_status nbl_gguf_open_file(const char *path, nbl_gguf **out, nbl_error *err);
 /* Parses a caller buffer that must outlive the result. */
 nbl_status nbl_gguf_open_buffer(const void *data, size_t size, nbl_gguf **out, nbl_error *err);
+/* Parses the metadata (keys and tensor infos) of a file of file_size bytes from its first avail
+ * bytes, which must outlive the result; tensors get no data. Where the prefix is too short,
+ * fails with *more = the bytes that would get further (read at least that many and retry). */
+nbl_status nbl_gguf_open_meta(const void *prefix, size_t avail, uint64_t file_size, uint64_t *more,
+                              nbl_gguf **out, nbl_error *err);
+/* Points the tensors of a metadata-only open into data, the file's data section (from
+ * data_offset to the end), which must outlive g. */
+nbl_status nbl_gguf_attach_data(nbl_gguf *g, const void *data, uint64_t size, nbl_error *err);
 void nbl_gguf_free(nbl_gguf *g);
 
 const nbl_gguf_kv *nbl_gguf_find(const nbl_gguf *g, const char *key);
@@ -415,7 +424,8 @@ typedef struct nbl_hparams {
 
 /* A weight matrix: rows of ne0 elements (the input dimension), ne1 rows (the output dimension). */
 typedef struct nbl_weight {
-    const void *data;
+    const void *data; /* NULL until a metadata-only model gets its data */
+    uint64_t offset;  /* of the data in the file: identifies the tensor for GPU uploads */
     uint32_t type;
     int64_t ne0, ne1;
     const char *name; /* tensor name (points into the model) */
@@ -444,6 +454,9 @@ struct nbl_model {
     float *rope_freqs;       /* [head_dim/2] frequency divisors (Llama 3.x), NULL when absent */
     nbl_layer *layers;       /* [n_layer] */
     float *owned;            /* one allocation holding every small f32 vector above */
+    /* A metadata-only open: the small vectors whose bytes have not come in yet. */
+    struct nbl_missing_vec { const nbl_gguf_tensor *t; float *dst; int64_t n; } *missing;
+    int32_t n_missing;
     /* Built on the first constrained generation (grammar_gen.c), published atomically so
      * sessions on several threads may race to build it; freed with the model. */
     nbl_grammar_vocab *grammar_vocab;

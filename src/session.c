@@ -39,6 +39,9 @@ void nbl_session_options_init(nbl_session_options *opt) { memset(opt, 0, sizeof 
 static nbl_status cpu_attach(nbl_session *s, nbl_error *err) {
     nbl_model *model = s->model;
     nbl_status st;
+    if (!nbl_model_has_data(model))
+        return nbl_set_err(err, NBL_E_STATE,
+                           "session: the model was opened from its metadata; its weights are not in memory for the CPU");
     if ((st = nbl_graph_build(model, &s->graph, err))) return st;
     if ((st = nbl_kv_init(&s->kv, &model->hp, s->n_ctx, err))) return st;
     pthread_mutex_lock(&model->pool_mu);

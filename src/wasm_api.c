@@ -30,7 +30,9 @@ static size_t g_out_n, g_out_cap;
 
 typedef struct nblw_model {
     nbl_model *m;
-    void *bytes; /* the GGUF, owned: nbl_model_open_buffer keeps pointers into it */
+    void *bytes; /* the GGUF, owned: nbl_model_open_buffer keeps pointers into it; with a
+                  * metadata open, the file's first bytes */
+    void *data;  /* a metadata open's data section once attached, owned */
 } nblw_model;
 
 typedef struct nblw_session {
@@ -233,10 +235,78 @@ API nblw_model *nblw_model_open(void *bytes, double size, int32_t vocab_only) {
     return w;
 }
 
+/* What the last nblw_model_open_meta that ran short asks for: read that many bytes and retry. */
+static double g_more;
+API double nblw_model_more(void) { return g_more; }
+
+/* Opens a model from the first avail bytes of its file_size-byte GGUF (in prefix, from
+ * nblw_model_alloc; owned as nblw_model_open's bytes): metadata, tokenizer and shapes without
+ * the weights (nbl_model_open_meta). Where the prefix is too short, NULL with nblw_model_more()
+ * set. */
+API nblw_model *nblw_model_open_meta(void *prefix, double avail, double file_size) {
+    g_more = 0;
+    nblw_model *w = calloc(1, sizeof *w);
+    if (!w) {
+        model_bytes_free(prefix);
+        fail(NBL_E_NOMEM, "model: out of memory");
+        return NULL;
+    }
+    nbl_model_options o;
+    nbl_model_options_init(&o);
+    o.n_threads = 1;
+    uint64_t more = 0;
+    nbl_status st = nbl_model_open_meta(prefix, (size_t)avail, (uint64_t)file_size, &o, &more, &w->m, &g_err);
+    if (st) {
+        g_more = (double)more;
+        model_bytes_free(prefix);
+        free(w);
+        return NULL;
+    }
+    w->bytes = prefix;
+    return w;
+}
+
+/* The file ranges of the small tensors a metadata open still lacks, as JSON [[offset, size], ...]
+ * in nblw_out. */
+API const char *nblw_model_missing(const nblw_model *w) {
+    out_reset();
+    uint64_t r[2 * 512];
+    const int32_t n = w ? nbl_model_missing_vectors(w->m, r, 512) : 0;
+    out_raw("[", 1);
+    for (int32_t i = 0; i < n && i < 512; i++) out_fmt("%s[%.0f,%.0f]", i ? "," : "", (double)r[2 * i], (double)r[2 * i + 1]);
+    out_raw("]", 1);
+    return nblw_out();
+}
+
+/* File bytes [offset, offset + size) for the missing small tensors inside them (copied). */
+API int32_t nblw_model_put(nblw_model *w, double offset, const void *bytes, double size) {
+    if (!w) return fail(NBL_E_ARG, "model: NULL");
+    return (int32_t)nbl_model_put_tensor(w->m, (uint64_t)offset, bytes, (uint64_t)size, &g_err);
+}
+
+/* Gives a metadata open its data section (from nblw_model_alloc), taking ownership of it: kept
+ * with the model, or freed now on failure. */
+API int32_t nblw_model_attach(nblw_model *w, void *data, double size) {
+    if (!w) {
+        model_bytes_free(data);
+        return fail(NBL_E_ARG, "model: NULL");
+    }
+    nbl_status st = nbl_model_attach_data(w->m, data, (uint64_t)size, &g_err);
+    if (st) {
+        model_bytes_free(data);
+        return (int32_t)st;
+    }
+    w->data = data;
+    return 0;
+}
+
+API int32_t nblw_model_has_data(const nblw_model *w) { return w ? nbl_model_has_data(w->m) : 0; }
+
 API void nblw_model_free(nblw_model *w) {
     if (!w) return;
     nbl_model_free(w->m);
     model_bytes_free(w->bytes);
+    model_bytes_free(w->data);
     free(w);
 }
 
@@ -259,6 +329,7 @@ API const char *nblw_model_info(const nblw_model *w) {
             i.head_dim, i.n_ff);
     out_fmt(",\"bos\":%d,\"eos\":%d,\"eot\":%d,\"add_bos\":%d", i.bos, i.eos, i.eot, i.add_bos);
     out_fmt(",\"n_params\":%.0f,\"weight_bytes\":%.0f", (double)i.n_params, (double)i.weight_bytes);
+    out_fmt(",\"file_size\":%.0f,\"data_offset\":%.0f", (double)i.file_size, (double)i.data_offset);
     out_raw(",\"chat_template\":", 17);
     out_str(family);
     out_fmt(",\"chat_template_recognised\":%s,\"threaded\":%s", tmpl && recognised ? "true" : "false",

@@ -139,8 +139,8 @@ typedef struct prog {
 
 /* A weight matrix as GPU buffers: rows split into parts that each fit one binding. */
 typedef struct wparts {
-    const void *data; /* the first tensor's bytes: with nfused, the key that shares buffers (tied
-                       * embeddings, the same weights in decode and prefill programs) */
+    uint64_t offset;  /* the first tensor's file offset: with nfused, the key that shares buffers
+                       * (tied embeddings, the same weights in decode and prefill programs) */
     int32_t nfused;   /* matrices concatenated in one buffer (then a single part) */
     int32_t n;
     int32_t buf[16];
@@ -442,15 +442,13 @@ static void build_vectors(plan *p) {
 
 /* ---- weights -------------------------------------------------------------------------------- */
 
-static int32_t tensor_index(const plan *p, const void *data) {
+/* Weights are known by their file offsets: a model opened from its metadata has no data
+ * pointers, and the executor reads the bytes from the file. */
+static int32_t tensor_index(const plan *p, const nbl_weight *w) {
     const nbl_gguf *g = p->m->gguf;
     for (uint64_t i = 0; i < g->n_tensors; i++)
-        if (g->tensors[i].data == data) return (int32_t)i;
+        if (g->data_offset + g->tensors[i].offset == w->offset && g->tensors[i].nbytes) return (int32_t)i;
     return -1;
-}
-
-static uint64_t file_offset(const plan *p, const nbl_weight *w) {
-    return (uint64_t)((const uint8_t *)w->data - p->m->gguf->base);
 }
 
 static int check_type(plan *p, const nbl_weight *w) {
@@ -467,11 +465,11 @@ static int check_type(plan *p, const nbl_weight *w) {
 /* The GPU buffers holding w, split by rows where one binding cannot take it all. */
 static const wparts *weight_parts(plan *p, const nbl_weight *w, const char *label) {
     for (int32_t i = 0; i < p->n_w; i++)
-        if (p->w[i].data == w->data && p->w[i].nfused == 1) return &p->w[i];
+        if (p->w[i].offset == w->offset && p->w[i].nfused == 1) return &p->w[i];
     if (p->st || check_type(p, w) || grow(p, (void **)&p->w, &p->cap_w, p->n_w, sizeof(wparts))) return NULL;
     wparts *wp = &p->w[p->n_w];
     memset(wp, 0, sizeof *wp);
-    wp->data = w->data;
+    wp->offset = w->offset;
     wp->nfused = 1;
     const uint64_t rb = nbl_row_bytes(w->type, w->ne0);
     const uint64_t limit = p->o.max_binding_size < p->o.max_buffer_size ? p->o.max_binding_size : p->o.max_buffer_size;
@@ -487,7 +485,7 @@ static const wparts *weight_parts(plan *p, const nbl_weight *w, const char *labe
     }
     /* Equal parts, so no part is a sliver. */
     const int64_t per = (w->ne1 + np - 1) / np;
-    const int32_t ti = tensor_index(p, w->data);
+    const int32_t ti = tensor_index(p, w);
     for (int64_t i = 0; i < np; i++) {
         const int64_t r0 = i * per, r1 = r0 + per < w->ne1 ? r0 + per : w->ne1;
         char name[64];
@@ -495,7 +493,7 @@ static const wparts *weight_parts(plan *p, const nbl_weight *w, const char *labe
         const int32_t b = add_buf(p, name, (uint64_t)(r1 - r0) * rb, U_STORAGE);
         if (b < 0) return NULL;
         p->bufs[b].is_weight = 1;
-        add_upload(p, b, file_offset(p, w) + (uint64_t)r0 * rb, (uint64_t)(r1 - r0) * rb, 0, ti);
+        add_upload(p, b, w->offset + (uint64_t)r0 * rb, (uint64_t)(r1 - r0) * rb, 0, ti);
         wp->buf[i] = b;
         wp->row0[i] = r0;
     }
@@ -509,7 +507,7 @@ static const wparts *weight_parts(plan *p, const nbl_weight *w, const char *labe
  * computes them all. -1 (not an error) when they do not fit one binding. */
 static int32_t fused_weights(plan *p, const nbl_weight *const *ws, int32_t n, const char *label) {
     for (int32_t i = 0; i < p->n_w; i++)
-        if (p->w[i].data == ws[0]->data && p->w[i].nfused == n) return p->w[i].buf[0];
+        if (p->w[i].offset == ws[0]->offset && p->w[i].nfused == n) return p->w[i].buf[0];
     uint64_t total = 0;
     for (int32_t i = 0; i < n; i++) {
         if (check_type(p, ws[i])) return -1;
@@ -527,12 +525,12 @@ static int32_t fused_weights(plan *p, const nbl_weight *const *ws, int32_t n, co
     uint64_t at = 0;
     for (int32_t i = 0; i < n; i++) {
         const uint64_t len = nbl_row_bytes(ws[i]->type, ws[i]->ne0) * (uint64_t)ws[i]->ne1;
-        add_upload(p, b, file_offset(p, ws[i]), len, at, tensor_index(p, ws[i]->data));
+        add_upload(p, b, ws[i]->offset, len, at, tensor_index(p, ws[i]));
         at += len;
     }
     wparts *wp = &p->w[p->n_w++];
     memset(wp, 0, sizeof *wp);
-    wp->data = ws[0]->data;
+    wp->offset = ws[0]->offset;
     wp->nfused = n;
     wp->n = 1;
     wp->buf[0] = b;
@@ -836,7 +834,7 @@ static int64_t bias_or_none(plan *p, int32_t layer, const float *v) { return v ?
 
 /* The tensor's name without ".weight" (names are length-delimited in the reader). */
 static void weight_label(const plan *p, const nbl_weight *w, char *out, size_t cap) {
-    const int32_t ti = tensor_index(p, w->data);
+    const int32_t ti = tensor_index(p, w);
     if (ti < 0) {
         snprintf(out, cap, "matmul");
         return;
@@ -1292,6 +1290,9 @@ nbl_status nbl_gpu_plan_json(const nbl_model *m, const nbl_gpu_plan_opts *opt, c
     if (!m || !out) return nbl_set_err(err, NBL_E_ARG, "gpu plan: model and out are required");
     *out = NULL;
     if (m->vocab_only) return nbl_set_err(err, NBL_E_STATE, "gpu plan: the model was opened vocab-only");
+    if (m->n_missing)
+        return nbl_set_err(err, NBL_E_STATE, "gpu plan: %d of the model's small tensors have not come in (nbl_model_put_tensor)",
+                           (int)m->n_missing);
     const nbl_hparams *hp = &m->hp;
     plan p;
     memset(&p, 0, sizeof p);

@@ -807,8 +807,86 @@ static void test_truncate_vocab(const char *name) {
     free(f);
 }
 
+/* ---- metadata prefixes ------------------------------------------------------------------- */
+
+/* Opening from a prefix of the file: every prefix either parses the same metadata as the whole
+ * file or fails asking for more than it has (never more than the file); growing the prefix by
+ * what it asks for converges in few rounds; attaching the data section gives the same tensors. */
+static void test_meta_prefix(const char *dir, const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/%s", fixtures_dir(), dir, name);
+    size_t n = 0;
+    uint8_t *f = slurp(path, &n);
+    CHECK(f != NULL, "read %s", path);
+    if (!f) return;
+    nbl_error err = {0};
+    nbl_gguf *full = NULL;
+    CHECK(nbl_gguf_open_buffer(f, n, &full, &err) == NBL_OK, "%s: %s", name, err.msg);
+    if (!full) {
+        free(f);
+        return;
+    }
+    int bad = 0, ok = 0, asked = 0;
+    const size_t step = full->data_offset / 97 + 1;
+    for (size_t cut = 0;; cut += cut < 64 ? 1 : step) {
+        if (cut > full->data_offset) cut = full->data_offset;
+        nbl_gguf *g = NULL;
+        uint64_t more = 0;
+        nbl_status st = nbl_gguf_open_meta(f, cut, n, &more, &g, &err);
+        if (st == NBL_OK) {
+            ok++;
+            bad += more != 0 || g->has_data || g->data_offset != full->data_offset || g->n_tensors != full->n_tensors;
+            for (uint64_t i = 0; i < g->n_tensors; i++) bad += g->tensors[i].data != NULL;
+            nbl_gguf_free(g);
+        } else {
+            asked++;
+            bad += g != NULL || more <= cut || more > n || !strstr(err.msg, "goes on past");
+        }
+        if (cut == full->data_offset) break;
+    }
+    CHECK(ok > 0 && asked > 0 && bad == 0, "%s: %d prefixes misread (%d parsed, %d asked for more)", name, bad, ok, asked);
+    /* Start small, grow by what is asked (at least double), as the browser does. */
+    size_t have = 16;
+    int rounds = 0;
+    nbl_gguf *g = NULL;
+    for (;;) {
+        uint64_t more = 0;
+        if (nbl_gguf_open_meta(f, have, n, &more, &g, &err) == NBL_OK || !more) break;
+        have = more > 2 * have ? more : 2 * have;
+        if (have > n) have = n;
+        rounds++;
+    }
+    CHECK(g != NULL && rounds < 40, "%s: %d rounds: %s", name, rounds, err.msg);
+    if (g) {
+        CHECK(nbl_gguf_attach_data(g, f + g->data_offset, n - g->data_offset - 1, &err) == NBL_E_ARG,
+              "%s: a short data section is refused", name);
+        CHECK(nbl_gguf_attach_data(g, f + g->data_offset, n - g->data_offset, &err) == NBL_OK, "%s: %s", name, err.msg);
+        CHECK(g->has_data && gguf_same(g, full, 1), "%s: metadata open + data differs from the whole file", name);
+        CHECK(nbl_gguf_attach_data(g, f + g->data_offset, n - g->data_offset, &err) == NBL_E_STATE,
+              "%s: attaching twice is refused", name);
+        nbl_gguf_free(g);
+    }
+    /* A prefix of a corrupt file fails as the whole file does, without asking for more. */
+    uint8_t save = f[0];
+    f[0] = 'X';
+    uint64_t more = 1;
+    CHECK(nbl_gguf_open_meta(f, 4096 < n ? 4096 : n, n, &more, &g, &err) == NBL_E_FORMAT && more == 0 &&
+              strstr(err.msg, "magic"), "%s: bad magic: %s", name, err.msg);
+    f[0] = save;
+    CHECK(nbl_gguf_open_meta(f, n, n - 1, &more, &g, &err) == NBL_E_ARG, "%s: a prefix longer than the file", name);
+    /* A file shorter than its tensor infos say fails with the file's size, not a request. */
+    if (full->n_tensors)
+        CHECK(nbl_gguf_open_meta(f, full->data_offset, full->data_offset, &more, &g, &err) != NBL_OK && more == 0,
+              "%s: a file cut at its data section: %s", name, err.msg);
+    nbl_gguf_free(full);
+    free(f);
+}
+
 int main(void) {
     test_fixtures();
+    test_meta_prefix("models", "qwen2-k256-q4_0.gguf");
+    test_meta_prefix("models", "stories260K.gguf");
+    test_meta_prefix("tokenizer", "qwen2-vocab.gguf");
     test_writer_bytes();
     test_writer_roundtrip();
     test_rewrite_fixture("qwen2-k256-q4_0.gguf");

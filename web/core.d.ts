@@ -54,6 +54,11 @@ export declare class Core {
     signal?: AbortSignal;
     vocabOnly?: boolean;
   }): Promise<CoreModel>;
+  /** Opens a model from its metadata alone (tokenizer, template, shapes, small vectors); the
+   *  matrices stay wherever read takes them from until CoreModel.attachData. */
+  openModelMeta(read: (offset: number, length: number) => Promise<Uint8Array>, size: number, options?: {
+    signal?: AbortSignal;
+  }): Promise<CoreModel>;
   newSession(model: CoreModel, options?: { nCtx?: number; nBatch?: number; threads?: number; external?: boolean }): CoreSession;
   /** The model's WebGPU plan for an adapter (options from web/gpu.js planOptionsFor, plus sizes). */
   gpuPlan(model: CoreModel, options: {
@@ -68,7 +73,17 @@ export declare class CoreModel {
   readonly info: import('./engine.js').ModelInfo;
   /** The GGUF file's size in bytes. */
   readonly size: number;
-  /** Bytes of the file, as a view of wasm memory (copy or use at once). */
+  /** Opened by openModelMeta: only the metadata's bytes are in wasm memory. */
+  readonly meta: boolean;
+  /** Every tensor's data is in wasm memory (the CPU can run the model). */
+  readonly hasData: boolean;
+  /** Reads the tensor data of a metadata open into wasm memory; throws, changing nothing, when
+   *  it cannot fit or a read fails. */
+  attachData(read: (offset: number, length: number) => Promise<Uint8Array>, options?: {
+    onProgress?: (p: { loaded: number; total: number }) => void;
+    signal?: AbortSignal;
+  }): Promise<void>;
+  /** Bytes of the file, as a view of wasm memory (copy or use at once); not for a metadata open. */
   fileRange(offset: number, length: number): Uint8Array;
   tokenize(text: string, options?: { addBos?: boolean; parseSpecial?: boolean }): Int32Array;
   tokenText(id: number, options?: { special?: boolean }): string;

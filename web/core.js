@@ -209,6 +209,41 @@ export class Core {
     return this.openModelAt(p, size, { vocabOnly });
   }
 
+  /**
+   * Opens a model from its metadata alone (tokenizer, template, shapes), for an executor that
+   * reads the weights itself: read(offset, length) -> Promise<Uint8Array> gives bytes of the
+   * file, size is its length. Only the file's first bytes (the metadata, a few MiB) and its small
+   * tensors (norms, biases) come into wasm memory; model.attachData(read) brings in the rest when
+   * the CPU has to run it.
+   */
+  async openModelMeta(read, size, { signal } = {}) {
+    if (!Number.isSafeInteger(size) || size <= 0) throw new CoreError(`model: invalid size ${size}`, 1);
+    const m = this.mod;
+    let have = Math.min(size, META_PREFIX);
+    for (;;) {
+      if (signal?.aborted) throw signal.reason ?? new DOMException('aborted', 'AbortError');
+      const bytes = await read(0, have);
+      if (bytes.length !== have) throw new CoreError(`model: read ${bytes.length} of the first ${have} bytes`, 2);
+      const p = this.allocModel(have);
+      this.heapU8.set(bytes, p);
+      const h = m._nblw_model_open_meta(p, have, size) >>> 0;
+      if (h) {
+        const model = new CoreModel(this, h, size);
+        model.meta = true;
+        try {
+          await model.putMissing(read);
+        } catch (e) {
+          model.dispose();
+          throw e;
+        }
+        return model;
+      }
+      const more = m._nblw_model_more();
+      if (!more || have >= size) throw this.error();
+      have = Math.min(size, Math.max(more, 2 * have));
+    }
+  }
+
   // ---- sessions -----------------------------------------------------------------------------
 
   /** A session (KV cache) on model. nCtx 0 = min(training context, 4096); threads at most
@@ -242,11 +277,18 @@ export class Core {
   }
 }
 
+// A metadata open reads this much of the file first, more only when the reader asks (Qwen2.5's
+// vocabulary and merges take about 6 MiB).
+const META_PREFIX = 8 << 20;
+// attachData reads the data section in pieces of this size.
+const ATTACH_CHUNK = 16 << 20;
+
 export class CoreModel {
   constructor(core, h, size) {
     this.core = core;
     this.h = h;
     this.size = size;
+    this.meta = false; // opened by openModelMeta: only the metadata's bytes are in wasm memory
     this.info = JSON.parse(core.mod.UTF8ToString(core.mod._nblw_model_info(h) >>> 0));
   }
 
@@ -285,9 +327,61 @@ export class CoreModel {
     }
   }
 
+  /** False for a model opened from its metadata (openModelMeta) until attachData. */
+  get hasData() { return !!this.core.mod._nblw_model_has_data(this.h); }
+
+  // Reads the small tensors a metadata open lacks (a few KiB each) and hands them to C.
+  async putMissing(read) {
+    const c = this.core, m = c.mod;
+    const ranges = JSON.parse(m.UTF8ToString(m._nblw_model_missing(this.h) >>> 0));
+    const parts = await Promise.all(ranges.map(([off, len]) => read(off, len)));
+    for (let i = 0; i < ranges.length; i++) {
+      const [off, len] = ranges[i], bytes = parts[i];
+      if (bytes.length !== len) throw new CoreError(`model: read ${bytes.length} of ${len} bytes at ${off}`, 2);
+      const p = m._malloc(len || 1) >>> 0;
+      if (!p) throw new CoreError('out of WebAssembly memory for a tensor', 5);
+      try {
+        c.heapU8.set(bytes, p);
+        c.check(m._nblw_model_put(this.h, off, p, len));
+      } finally {
+        c.free(p);
+      }
+    }
+  }
+
+  /**
+   * Reads the tensor data of a model opened from its metadata into wasm memory, chunk by chunk,
+   * so the CPU can run it: read(offset, length) -> Promise<Uint8Array> as for openModelMeta.
+   * Throws, leaving the model as it was, when memory cannot hold it or a read fails.
+   */
+  async attachData(read, { onProgress, signal } = {}) {
+    if (this.hasData) return;
+    const c = this.core, m = c.mod;
+    const { data_offset: d0, file_size: size } = this.info;
+    const total = size - d0;
+    const p = c.allocModel(total);
+    let loaded = 0;
+    try {
+      while (loaded < total) {
+        if (signal?.aborted) throw signal.reason ?? new DOMException('aborted', 'AbortError');
+        const n = Math.min(ATTACH_CHUNK, total - loaded);
+        const bytes = await read(d0 + loaded, n);
+        if (bytes.length !== n) throw new CoreError(`model: read ${bytes.length} of ${n} bytes at ${d0 + loaded}`, 2);
+        c.heapU8.set(bytes, p + loaded); // heap views are re-read: memory may have grown
+        loaded += n;
+        onProgress?.({ loaded, total });
+      }
+    } catch (e) {
+      m._nblw_model_bytes_free(p);
+      throw e;
+    }
+    c.check(m._nblw_model_attach(this.h, p, total));
+  }
+
   /** Bytes [offset, offset + length) of the GGUF file, as a view of wasm memory (valid until
    * the memory grows; copy or use at once). */
   fileRange(offset, length) {
+    if (this.meta) throw new CoreError('model: opened from its metadata, its bytes are not in wasm memory', 7);
     const base = this.core.mod._nblw_model_bytes(this.h) >>> 0;
     if (!base || offset < 0 || offset + length > this.size) throw new CoreError(`model bytes ${offset}+${length} out of range`, 1);
     return this.core.heapU8.subarray(base + offset, base + offset + length);

@@ -124,6 +124,9 @@ export interface ModelInfo {
   add_bos: number;
   n_params: number;
   weight_bytes: number;
+  /** The GGUF's size, and where its tensor data starts. */
+  file_size: number;
+  data_offset: number;
   /** The chat template family in use. */
   chat_template: string;
   chat_template_recognised: boolean;
@@ -146,6 +149,9 @@ export interface EngineInfo extends ModelInfo {
   executor?: 'webgpu' | 'wasm';
   /** Why the GPU was given up mid-conversation. */
   fallback_reason?: string;
+  /** webgpu: the weights are in wasm memory too (false while the GPU runs a model read from a
+   *  Blob or bytes; true once the CPU took over, or for a stream source). */
+  weights_in_memory?: boolean;
   /** webgpu: the adapter, precision, GPU bytes and dispatches per decode step. */
   gpu?: { adapter: string; precision: 'f16' | 'f32'; f16: boolean; bytes: number; dispatches_per_token: number };
   /** Why each backend before this one in the chain did not run the model ('wasm: …'). */
@@ -153,7 +159,13 @@ export interface EngineInfo extends ModelInfo {
 }
 
 /** The GPU was lost and the CPU carries on with the same conversation. */
-export interface FallbackEvent { from: 'webgpu'; to: 'wasm'; reason: string }
+export interface FallbackEvent {
+  from: 'webgpu';
+  to: 'wasm';
+  reason: string;
+  /** The CPU read the weights in (false: that failed; requests fail until a retry succeeds). */
+  weights_in_memory: boolean;
+}
 
 export interface LoadProgress {
   /** 'download': the store is installing the model; 'load': bytes going into the backend;

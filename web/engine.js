@@ -110,7 +110,7 @@ class WorkerBackend {
 
   receive(msg) {
     if (msg.type === 'fallback') { // the worker's GPU was lost: its CPU carries on
-      this.info = { ...this.info, executor: 'wasm', fallback_reason: msg.info?.reason };
+      this.info = { ...this.info, executor: 'wasm', fallback_reason: msg.info?.reason, weights_in_memory: msg.info?.weights_in_memory };
       this.onFallback?.(msg.info);
       return;
     }
@@ -424,6 +424,7 @@ export class Engine {
     backend.onFallback = (ev) => {
       this.info.executor = ev?.to ?? 'wasm';
       this.info.fallback_reason = ev?.reason;
+      this.info.weights_in_memory = ev?.weights_in_memory;
       prev?.(ev);
       onFallback?.(ev);
     };

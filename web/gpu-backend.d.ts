@@ -41,8 +41,10 @@ export declare class GpuBackend extends WasmBackend {
     signal?: AbortSignal;
   }): Promise<GpuBackend>;
   readonly name: 'webgpu';
-  readonly info: Omit<EngineInfo, 'model' | 'backend'> & { executor: 'webgpu' | 'wasm'; gpu: GpuInfo; fallback_reason?: string };
+  readonly info: Omit<EngineInfo, 'model' | 'backend'> & { executor: 'webgpu' | 'wasm'; gpu: GpuInfo; fallback_reason?: string; weights_in_memory: boolean };
   onFallback: ((ev: FallbackEvent) => void) | null;
+  /** Resolves once the weights are in wasm memory (read from the source on the first call). */
+  cpuReady(): Promise<void>;
   /** Test hook: destroys the GPU device as a driver reset would. */
   loseDevice(): void;
 }

@@ -3,10 +3,15 @@
 // forward pass runs on the GPU, through the model's plan (src/webgpu.c) and the generic executor
 // (web/gpu.js). C calls Module.nblForward for each evaluation and waits (Asyncify) for the logits.
 //
-// Device loss: when the GPU fails (device.lost, a driver reset, any error of a step), the forward
-// pass reports NBL_E_DEVICE and each session moves to the CPU inside the same core: it rebuilds
-// its KV cache there from the tokens it holds and the generation goes on where it was. The model's
-// bytes stay in wasm memory for that reason. onFallback(info) reports the switch.
+// Weights: the core opens the model from its metadata alone (tokenizer, template, shapes, the
+// small norm and bias vectors), and the executor uploads the matrices tensor by tensor straight
+// from the source (the store's Blob, backed by storage), so the file is never whole in JS or wasm
+// memory while the GPU runs it.
+//
+// Device loss: when the GPU fails (device.lost, a driver reset, any error of a step), the weights
+// are read from the source into wasm memory, the forward pass reports NBL_E_DEVICE, and each
+// session moves to the CPU inside the same core: it rebuilds its KV cache there from the tokens it
+// holds and the generation goes on where it was. onFallback(info) reports the switch.
 //
 // One GPU KV cache serves every session of the core (the chat's and the tasks'): the executor
 // remembers which tokens it holds and re-evaluates only what differs from the caller's context.
@@ -19,6 +24,26 @@ const TASK_CTX = 2048; // web/tasks.js's default context of a task session
 
 const isSoftware = (adapter) => !!(adapter.isFallbackAdapter ?? adapter.info?.isFallbackAdapter);
 
+const bytesOf = (b) => (b instanceof ArrayBuffer ? new Uint8Array(b) : new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+
+/**
+ * A model source that can be read at random, { size, read(offset, length) -> Promise<Uint8Array> },
+ * or null: bytes the caller already holds (read as views, no copy), or a Blob (the store's is
+ * backed by storage). A Response becomes a Blob, which the browser keeps on disk when it is large.
+ * A { size, stream } cannot be read at random: it goes into wasm memory whole, as on the CPU.
+ */
+async function randomAccess(src) {
+  if (src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
+    const u8 = bytesOf(src);
+    return { size: u8.length, read: async (off, len) => u8.subarray(off, off + len) };
+  }
+  if (typeof Blob !== 'undefined' && src instanceof Blob) {
+    return { size: src.size, read: async (off, len) => new Uint8Array(await src.slice(off, off + len).arrayBuffer()) };
+  }
+  if (typeof Response !== 'undefined' && src instanceof Response) return randomAccess(await src.blob());
+  return null;
+}
+
 export class GpuBackend extends WasmBackend {
   /**
    * Options: those of WasmBackend.create (threads is ignored: this build is single-threaded),
@@ -27,8 +52,8 @@ export class GpuBackend extends WasmBackend {
    * memoryBudget (bytes of GPU memory the plan may use), subgroups (false: plan without them),
    * allowSoftwareGpu (use a software adapter, e.g. SwiftShader in tests), onFallback({ from, to,
    * reason }).
-   * Progress: { phase: 'load' } while the bytes go into wasm memory, then { phase: 'gpu' } while
-   * the weights go to the GPU.
+   * Progress: { phase: 'gpu' } while the weights go to the GPU ({ phase: 'load' } before, for a
+   * stream source, which is read into wasm memory whole).
    */
   static async create(opts = {}) {
     const adapter = opts.adapter ?? await requestAdapter({ gpu: opts.gpu });
@@ -57,6 +82,34 @@ export class GpuBackend extends WasmBackend {
     this.gpuTokens = null; // the tokens whose keys and values the GPU cache holds
     this.gpuLen = 0;
     this.lostReason = null;
+    this.source = null;     // where the weights are read from (randomAccess), null: wasm memory
+    this.cpuWeights = null; // the weights' load into wasm memory for the CPU, once the GPU is gone
+  }
+
+  // The model from its metadata when the source can be read at random; else whole, as on the CPU.
+  async loadModel(src, opts) {
+    const ra = await randomAccess(src);
+    if (!ra) return super.loadModel(src, opts);
+    this.source = ra;
+    return this.core.openModelMeta(ra.read, ra.size, { signal: opts.signal });
+  }
+
+  // Brings the weights into wasm memory so the CPU can run the model: once, from the source;
+  // a failure (memory, an evicted file) is reported and the next call tries again.
+  cpuReady() {
+    if (!this.model || this.model.hasData) return Promise.resolve();
+    this.cpuWeights ??= this.model.attachData(this.source.read).then(() => {
+      this.info = { ...this.info, weights_in_memory: true };
+    }, (e) => {
+      this.cpuWeights = null;
+      throw e;
+    });
+    return this.cpuWeights;
+  }
+
+  /** Called before the tasks' sessions are made: on the CPU they need the weights. */
+  async prepareTasks() {
+    if (!this.exec) await this.cpuReady();
   }
 
   async attach(adapter, opts) {
@@ -72,8 +125,9 @@ export class GpuBackend extends WasmBackend {
     const onProgress = opts.onProgress && ((p) => opts.onProgress({ phase: 'gpu', ...p }));
     this.exec = await loadPlan({
       adapter, plan, onProgress, loadShader: opts.loadShader, memoryBudget: opts.memoryBudget,
-      // Straight from the model's bytes in wasm memory: writeBuffer copies before anything else runs.
-      readRange: async (off, len) => this.model.fileRange(off, len),
+      // From the source, tensor by tensor; or straight from the model's bytes in wasm memory
+      // (writeBuffer copies before anything else runs).
+      readRange: this.source?.read ?? (async (off, len) => this.model.fileRange(off, len)),
       onLost: (info) => this.fail(new GpuLostError(info)),
     });
     this.plan = plan;
@@ -84,6 +138,7 @@ export class GpuBackend extends WasmBackend {
       ...this.info,
       backend: 'webgpu',
       executor: 'webgpu',
+      weights_in_memory: this.model.hasData,
       gpu: {
         adapter: [ai.vendor, ai.architecture, ai.description].filter(Boolean).join(' '),
         precision: plan.precision,
@@ -134,6 +189,13 @@ export class GpuBackend extends WasmBackend {
       return STATUS_CODE.ok;
     } catch (e) {
       this.fail(e);
+      try {
+        await this.cpuReady();
+      } catch (le) {
+        // The session stays on the (gone) GPU executor, so a later request tries again.
+        m.stringToUTF8(`${this.lostReason ?? e?.message ?? e}; the CPU cannot take over: ${le?.message ?? le}`, msg, cap);
+        return le?.code === 'nomem' ? STATUS_CODE.nomem : STATUS_CODE.io;
+      }
       m.stringToUTF8(this.lostReason ?? String(e?.message ?? e), msg, cap);
       return STATUS_CODE.device;
     }
@@ -162,7 +224,11 @@ export class GpuBackend extends WasmBackend {
     this.releaseExec();
     this.gpuLen = 0;
     this.info = { ...this.info, executor: 'wasm', fallback_reason: this.lostReason };
-    this.onFallback?.({ from: 'webgpu', to: 'wasm', reason: this.lostReason });
+    // Reads the weights in now (the next evaluation waits for them), then reports the switch.
+    const reason = this.lostReason;
+    this.cpuReady().then(() => true, () => false).then((ok) => {
+      this.onFallback?.({ from: 'webgpu', to: 'wasm', reason, weights_in_memory: ok });
+    });
   }
 
   /** Test hook: loses the GPU device as a driver reset would. */

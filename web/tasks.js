@@ -141,9 +141,10 @@ export class CoreTasks {
  */
 export function runTask(backend, name, args = []) {
   if (!TASKS.includes(name)) return Promise.reject(bad(`unknown task ${JSON.stringify(name)}`));
-  const go = () => {
+  const go = async () => {
     if (!backend.core || !backend.model) throw new Error('the engine was disposed');
     if (!backend.nblTasks) {
+      await backend.prepareTasks?.();
       backend.nblTasks = new CoreTasks(backend.core, backend.model, { threads: backend.core.threads, ...backend.tasksOptions?.() });
       const dispose = backend.dispose.bind(backend);
       backend.dispose = () => {

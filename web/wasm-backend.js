@@ -61,9 +61,7 @@ export class WasmBackend {
   async open(opts, sessionOptions = {}) {
     const core = this.core;
     try {
-      const src = await resolveSource(opts.model, opts);
-      const onProgress = opts.onProgress && ((p) => opts.onProgress({ phase: 'load', ...p }));
-      this.model = await core.openModel(src, { onProgress, signal: opts.signal });
+      this.model = await this.loadModel(await resolveSource(opts.model, opts), opts);
       this.session = core.newSession(this.model, { nCtx: opts.nCtx ?? 0, nBatch: opts.nBatch ?? 0, ...sessionOptions });
     } catch (e) {
       this.dispose();
@@ -77,6 +75,12 @@ export class WasmBackend {
       simd: core.simd,
       n_ctx: this.session.nCtx,
     };
+  }
+
+  // The model, whole in wasm memory: the CPU runs it.
+  loadModel(src, opts) {
+    const onProgress = opts.onProgress && ((p) => opts.onProgress({ phase: 'load', ...p }));
+    return this.core.openModel(src, { onProgress, signal: opts.signal });
   }
 
   constructor(core) {

@@ -93,6 +93,8 @@ test('on WebGPU in the worker: same chat, same tasks, the chat cache kept, and a
   assert.equal(gpu.info.executor, 'webgpu');
   assert.equal(gpu.info.worker, true);
   assert.ok(gpu.info.gpu.dispatches_per_token > 0 && gpu.info.gpu.bytes > 0);
+  // The weights went from the source to the GPU; wasm memory holds only the metadata.
+  assert.equal(gpu.info.weights_in_memory, false);
   assert.equal(gpu.turn1, cpu.turn1, 'first turn: GPU and CPU greedy text');
   // Tasks ran on the GPU (task sessions share the executor) and agree with the CPU's.
   assert.equal(gpu.title, cpu.title);
@@ -108,11 +110,29 @@ test('on WebGPU in the worker: same chat, same tasks, the chat cache kept, and a
   // the text the CPU alone gives, and the conversation went on there.
   assert.equal(gpu.turn3.text, cpu.turn3.text, 'the stream that lost its device');
   assert.equal(gpu.turn3.info.executor, 'wasm');
+  assert.equal(gpu.turn3.info.weights_in_memory, true, 'the CPU read the weights in when it took over');
   assert.match(gpu.turn3.info.fallback_reason, /GPU/);
   assert.equal(gpu.turn4, cpu.turn4, 'the turn after the loss');
   assert.ok(gpu.turn4Usage.prompt_tokens_details.cached_tokens > 0, 'the CPU rebuilt the cache and reuses it');
   assert.equal(gpu.titleAfter, cpu.titleAfter, 'a task after the loss');
   assert.equal(gpu.after.executor, 'wasm');
+});
+
+test('a device lost before any request: the first task and the chat run on the CPU, which reads the weights in', async () => {
+  assert.ok(cpu, 'the CPU reference ran');
+  const info = await call((o) => nbl.load(o), { model: MODEL, nCtx: N_CTX, allowSoftwareGpu: true });
+  assert.equal(info.backend, 'webgpu', JSON.stringify(info.fallbacks));
+  assert.equal(info.weights_in_memory, false);
+  await call(() => nbl.loseDevice());
+  const title = await call(([m]) => nbl.task('title', m), [TURN1]);
+  assert.equal(title, cpu.title, 'a task made after the loss' + logs());
+  const r1 = await call((r) => nbl.chat(r), { messages: TURN1, ...GREEDY });
+  assert.ok(!r1.error, JSON.stringify(r1.error) + logs());
+  assert.equal(r1.choices[0].message.content, cpu.turn1);
+  const after = await call(() => nbl.info());
+  assert.equal(after.executor, 'wasm');
+  assert.equal(after.weights_in_memory, true);
+  await call(() => nbl.dispose());
 });
 
 test('without allowSoftwareGpu the chain leaves a software adapter to the CPU build', async () => {
