@@ -5,7 +5,11 @@
 // process for a ratio. With a random-weight model the outputs are noise that runs to each task's
 // token budget, so the figures are upper bounds for the real model's.
 //
-//   node bench/tasks-gpu.mjs MODEL.gguf [--reps 3] [--no-cpu] [--json OUT.json]
+//   node bench/tasks-gpu.mjs MODEL.gguf [--reps 3] [--no-cpu] [--lose] [--json OUT.json]
+//
+// It also prints how much wasm memory the GPU backend holds (the metadata only: the weights go
+// from the file to the GPU), and with --lose destroys the device after the measurement and times
+// the CPU taking over (reading the weights in) on the first task after it.
 //
 // On the device machine: carry [".gpu", "web/dist", "<dir with the model>"], then
 // `source .gpu/enter.sh && node bench/tasks-gpu.mjs MODEL.gguf`.
@@ -14,7 +18,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { benchArgs, ROOT } from './args.mjs';
 
-const { args, opt, model } = benchArgs('node bench/tasks-gpu.mjs MODEL.gguf [--reps 3] [--no-cpu] [--json OUT.json]');
+const { args, opt, model } = benchArgs('node bench/tasks-gpu.mjs MODEL.gguf [--reps 3] [--no-cpu] [--lose] [--json OUT.json]');
+const lose = args.includes('--lose');
+const mib = (n) => (n / 1048576).toFixed(0);
 const REPS = Number(opt('--reps', 3));
 const software = args.includes('--allow-software');
 
@@ -60,14 +66,29 @@ const gpu = create([]);
 let t0 = performance.now();
 const g = await GpuBackend.create({
   model: bytes, gpu, nCtx: 2048, allowSoftwareGpu: software,
-  onFallback: (ev) => { console.error(`GPU lost: ${ev.reason}`); process.exitCode = 1; },
+  onFallback: (ev) => {
+    if (lose) return;
+    console.error(`GPU lost: ${ev.reason}`);
+    process.exitCode = 1;
+  },
 });
 const gi = g.info.gpu;
 console.log(`adapter: ${gi.adapter} | ${gi.precision} | GPU memory ${(gi.bytes / 1048576).toFixed(0)} MiB | ` +
   `${gi.dispatches_per_token} dispatches per decode step | load ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 console.log(`model: ${path.basename(model)} (${g.info.arch}, ${g.info.n_layer} layers, vocab ${g.info.n_vocab}) | ${calls.length} task calls x ${REPS}`);
+console.log(`wasm memory: ${mib(g.core.memory().used)} MiB for a ${mib(bytes.length)} MiB file (weights in wasm memory: ${g.info.weights_in_memory})`);
 const gpuMs = await measure(g);
 if (g.info.executor !== 'webgpu') throw new Error(`the tasks ran on ${g.info.executor}: ${g.info.fallback_reason}`);
+let lost = null;
+if (lose) {
+  g.loseDevice();
+  t0 = performance.now();
+  await runTask(g, calls[0].task, calls[0].args);
+  lost = { first_task_ms: performance.now() - t0, wasm_mib: g.core.memory().used / 1048576, executor: g.info.executor };
+  console.log(`device lost: the first ${calls[0].task} after it ran on ${g.info.executor} in ${lost.first_task_ms.toFixed(0)} ms ` +
+    `(weights read in; wasm memory now ${mib(g.core.memory().used)} MiB)`);
+  if (g.info.executor !== 'wasm' || !g.info.weights_in_memory) throw new Error('the CPU did not take over');
+}
 g.dispose();
 console.log(`WebGPU medians (ms): ${JSON.stringify(Object.fromEntries(Object.entries(gpuMs).map(([k, v]) => [k, Math.round(v)])))}`);
 
@@ -86,4 +107,4 @@ for (const k of Object.keys(gpuMs)) {
   console.log(`| ${k} | ${gpuMs[k].toFixed(1)} | ${c ? c.toFixed(1) : '-'} | ${c ? `${(c / gpuMs[k]).toFixed(1)}x` : '-'} |`);
 }
 const out = opt('--json');
-if (out) fs.writeFileSync(out, JSON.stringify({ model: path.basename(model), gpu: gi, reps: REPS, webgpu_ms: gpuMs, wasm_ms: cpuMs }, null, 2));
+if (out) fs.writeFileSync(out, JSON.stringify({ model: path.basename(model), gpu: gi, reps: REPS, webgpu_ms: gpuMs, wasm_ms: cpuMs, lost }, null, 2));

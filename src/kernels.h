@@ -113,6 +113,12 @@ typedef void (*nbl_pack_fn)(int64_t K, const void *w, size_t bw, int32_t nr, uin
 typedef void (*nbl_gemm_fn)(const uint8_t *panel, int64_t K, int32_t blk, int32_t has_min,
                             int32_t off, uint32_t xtype, const uint8_t *x, size_t bx, int32_t nc,
                             float *y, int64_t ldy, int32_t nr);
+/* A whole product with the table's own blocking (AMX tiles), for T >= mm_min_t rows of
+ * activations already converted by from_f32: Y[t*ldy + r] = dot(W row r, x row t) (+ bias[r]),
+ * run on the pool; scratch holds mm_scratch(K, T, threads) bytes. */
+typedef void (*nbl_mm_fn)(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw, int64_t M, int64_t K,
+                          const uint8_t *xq, size_t bx, int64_t T, float *Y, int64_t ldy, const float *bias,
+                          uint8_t *scratch);
 #define NBL_PANEL_ROWS 8
 /* Bytes of a panel for K elements in blocks of blk. */
 static inline size_t nbl_panel_bytes(int64_t K, int32_t blk, int32_t has_min) {
@@ -132,6 +138,9 @@ typedef struct nbl_kernels {
     int8_t pack_blk[NBL_TYPE_COUNT], pack_min[NBL_TYPE_COUNT];
     uint8_t pack_off[NBL_TYPE_COUNT];
     nbl_gemm_fn gemm;
+    nbl_mm_fn mm[NBL_TYPE_COUNT];             /* NULL: the packed path or tiles */
+    int32_t mm_min_t;
+    size_t (*mm_scratch)(int64_t K, int64_t T, int32_t nth);
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*silu_mul)(float *y, const float *g, const float *u, int64_t n);
     void (*softmax)(float *x, int64_t n);
@@ -155,12 +164,13 @@ const nbl_kernels *nbl_kernels_ref(void);
 /* NULL when the ISA is not compiled in or not supported by this CPU. */
 const nbl_kernels *nbl_kernels_avx2(void);   /* AVX2 + FMA + F16C */
 const nbl_kernels *nbl_kernels_avx512(void); /* AVX-512 F/BW/VL + VNNI */
+const nbl_kernels *nbl_kernels_amx(void);    /* the AVX-512 table + AMX-INT8 prefill products */
 const nbl_kernels *nbl_kernels_neon(void);
 const nbl_kernels *nbl_kernels_wasm(void);
 /* cpu_x86_ops.c: fills t's elementwise and attention entries with the AVX2 versions (call only
  * when the CPU has AVX2, FMA and F16C). */
 void nbl_x86_fill_ops(nbl_kernels *t);
-/* The fastest table available (NBL_ISA=ref|avx2|avx512|neon|wasm in the environment forces one
+/* The fastest table available (NBL_ISA=ref|avx2|avx512|amx|neon|wasm in the environment forces one
  * when available). Chosen once, thread-safe. */
 const nbl_kernels *nbl_kernels_best(void);
 /* Fills the NULL entries of t from the reference table (a table with its own activation layout

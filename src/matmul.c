@@ -17,7 +17,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void pick_best(void) {
     const char *want = getenv("NBL_ISA");
-    const nbl_kernels *cands[] = {nbl_kernels_avx512(), nbl_kernels_avx2(), nbl_kernels_neon(),
+    const nbl_kernels *cands[] = {nbl_kernels_amx(), nbl_kernels_avx512(), nbl_kernels_avx2(), nbl_kernels_neon(),
                                   nbl_kernels_wasm(), nbl_kernels_ref()};
     g_best = NULL;
     for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
@@ -178,11 +178,12 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     j.bias = bias;
 
     const int32_t nth = nbl_threadpool_size(tp);
-    const int packed = T >= PACK_MIN_T && j.kt->pack[wtype] && j.kt->gemm &&
+    const int whole = T >= j.kt->mm_min_t && j.kt->mm[wtype] && K % 32 == 0;
+    const int packed = !whole && T >= PACK_MIN_T && j.kt->pack[wtype] && j.kt->gemm &&
                        K % j.kt->pack_blk[wtype] == 0;
     if (packed) j.panel_bytes = (nbl_panel_bytes(K, j.kt->pack_blk[wtype], j.kt->pack_min[wtype]) + 63) & ~(size_t)63;
     const size_t xbytes = (j.bx * (size_t)T + 63) & ~(size_t)63;
-    const size_t need = xbytes + j.panel_bytes * (size_t)nth;
+    const size_t need = xbytes + (whole ? j.kt->mm_scratch(K, T, nth) : j.panel_bytes * (size_t)nth);
     void *heap = NULL;
     j.xq = nbl_threadpool_scratch(tp, need);
     if (!j.xq) {
@@ -196,6 +197,11 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     else
         nbl_threadpool_run(tp, mm_convert, &j);
 
+    if (whole) {
+        j.kt->mm[wtype](tp, wtype, W, j.bw, M, K, j.xq, j.bx, T, Y, ldy, bias, j.panels);
+        free(heap);
+        return NBL_OK;
+    }
     if (packed) {
         atomic_init(&j.next, 0);
         nbl_threadpool_run(tp, mm_packed, &j);

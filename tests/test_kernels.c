@@ -69,7 +69,7 @@ static double act_err_bound(uint32_t xtype, const float *wf, const float *x, int
     return bound + 1e-5 * mag + 1e-30;
 }
 
-static const nbl_kernels *tables[5];
+static const nbl_kernels *tables[6];
 static int n_tables;
 
 static void test_types(void) {
@@ -205,7 +205,10 @@ static void test_extremes(void) {
 /* nbl_matmul: blocking, remainders, threads, bias and ldy against per-element reference dots. */
 static void test_matmul(nbl_threadpool *tp) {
     const uint32_t types[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0, NBL_TYPE_Q4_K, NBL_TYPE_Q6_K, NBL_TYPE_F16, NBL_TYPE_Q5_0};
-    const int64_t shapes[][3] = {{37, 256, 1}, {64, 512, 1}, {33, 256, 7}, {130, 512, 19}, {21, 800, 1}, {11, 800, 5}};
+    /* T from 16 takes the whole-product path where the table has one (AMX): ragged rows and
+     * tokens on both sides of its 32 x 32 blocks. */
+    const int64_t shapes[][3] = {{37, 256, 1}, {64, 512, 1}, {33, 256, 7}, {130, 512, 19}, {21, 800, 1}, {11, 800, 5},
+                                 {64, 256, 32}, {70, 800, 33}, {5, 96, 64}};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             const uint32_t wt = types[ti];
@@ -493,8 +496,8 @@ static void test_threadpool(void) {
 
 int main(void) {
     const nbl_kernels *all[] = {nbl_kernels_ref(), nbl_kernels_avx2(), nbl_kernels_avx512(),
-                                nbl_kernels_neon(), nbl_kernels_wasm()};
-    for (size_t i = 0; i < 5; i++)
+                                nbl_kernels_amx(), nbl_kernels_neon(), nbl_kernels_wasm()};
+    for (size_t i = 0; i < 6; i++)
         if (all[i]) tables[n_tables++] = all[i];
     printf("ISA tables:");
     for (int i = 0; i < n_tables; i++) printf(" %s", tables[i]->name);

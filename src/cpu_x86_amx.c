@@ -1,0 +1,257 @@
+/* cpu_x86_amx.c — prefill products on Intel AMX (Sapphire Rapids and later) for the symmetric
+ * 32-element types Q4_0 and Q8_0. One tile instruction multiplies 16 weight rows by 16 tokens over
+ * a 32-element block (8,192 int8 products), where AVX-512 VNNI does 64 per instruction; what is
+ * left is scaling each block's integer sums by the weight and activation scales in float, which
+ * AVX-512 does on the tile stores. The "amx" table is the AVX-512 table plus these products, so
+ * NBL_ISA=avx512 measures the difference.
+ *
+ * Layout: A = 32 weight rows of one row chunk, unpacked once per chunk to int8 (value - 8 for
+ * Q4_0) with their scales in float; B = the activations of 16 tokens per tile, re-laid once per
+ * product in the tiles' VNNI order (row k/4 holds 4 consecutive k of each token). C tiles hold
+ * rows x tokens; float accumulators for a 32 x 32 block stay in L1. */
+#include "kernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define TA __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")))
+
+enum { RB = 32, TB = 32 }; /* rows and tokens per accumulator block: 2 x 2 tiles of 16 */
+
+typedef struct tilecfg {
+    uint8_t palette, start_row, rsv[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tilecfg;
+
+/* Tiles 0-3: C (rows 0-15 / 16-31 x tokens 0-15 / 16-31), 4-5: A (weights), 6-7: B (tokens). */
+TA static void tiles_config(void) {
+    _Alignas(64) tilecfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 4; i++) c.rows[i] = 16, c.colsb[i] = 64;
+    for (int i = 4; i < 6; i++) c.rows[i] = 16, c.colsb[i] = 32;
+    for (int i = 6; i < 8; i++) c.rows[i] = 8, c.colsb[i] = 64;
+    _tile_loadconfig(&c);
+}
+
+typedef struct amx_job {
+    uint32_t wtype;
+    const uint8_t *W;
+    size_t bw;
+    int64_t M, K, T, nb, G; /* G: token groups of 16, even */
+    const uint8_t *xq;
+    size_t bx;
+    float *Y;
+    int64_t ldy;
+    const float *bias;
+    uint8_t *xv;  /* [G][nb][512] activations in VNNI order */
+    float *dx;    /* [G][nb][16] their scales (0 past T) */
+    uint8_t *stage; /* per thread: [RB][K] int8 weights, then [nb][RB] float scales */
+    size_t stage_bytes;
+    atomic_long next;
+} amx_job;
+
+static uint32_t ld32u(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Activations of token group g into the B tiles' order; the xrow layout of the Q8_0 activation
+ * rows is K int8 values, then nb float scales. */
+static void amx_relayout(void *ctx, int32_t ith, int32_t nth) {
+    amx_job *j = ctx;
+    for (int64_t g = ith; g < j->G; g += nth)
+        for (int64_t b = 0; b < j->nb; b++) {
+            uint8_t *o = j->xv + ((size_t)g * j->nb + b) * 512;
+            float *d = j->dx + ((size_t)g * j->nb + b) * 16;
+            for (int m = 0; m < 16; m++) {
+                const int64_t t = g * 16 + m;
+                const uint8_t *x = t < j->T ? j->xq + (size_t)t * j->bx : NULL;
+                for (int kk = 0; kk < 8; kk++) {
+                    const uint32_t v = x ? ld32u(x + b * 32 + 4 * kk) : 0;
+                    memcpy(o + kk * 64 + m * 4, &v, 4);
+                }
+                float s = 0.0f;
+                if (x) memcpy(&s, x + j->K + 4 * b, 4);
+                d[m] = s;
+            }
+        }
+}
+
+/* Rows [r0, r0 + RB) of W as int8 (zero past M) and their block scales. */
+TA static void amx_unpack(const amx_job *j, int64_t r0, int8_t *a, float *s) {
+    const int64_t K = j->K, nb = j->nb;
+    const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    for (int r = 0; r < RB; r++) {
+        int8_t *ar = a + (size_t)r * K;
+        if (r0 + r >= j->M) {
+            memset(ar, 0, (size_t)K);
+            for (int64_t b = 0; b < nb; b++) s[b * RB + r] = 0.0f;
+            continue;
+        }
+        const uint8_t *row = j->W + (size_t)(r0 + r) * j->bw;
+        for (int64_t b = 0; b < nb; b++) {
+            uint16_t h;
+            if (j->wtype == NBL_TYPE_Q4_0) {
+                const uint8_t *blk = row + (size_t)b * 18;
+                const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+                _mm_storeu_si128((__m128i *)(ar + 32 * b), _mm_sub_epi8(_mm_and_si128(q, m4), eight));
+                _mm_storeu_si128((__m128i *)(ar + 32 * b + 16),
+                                 _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), eight));
+                memcpy(&h, blk, 2);
+            } else {
+                const uint8_t *blk = row + (size_t)b * 34;
+                _mm256_storeu_si256((__m256i *)(ar + 32 * b), _mm256_loadu_si256((const __m256i *)(blk + 2)));
+                memcpy(&h, blk, 2);
+            }
+            s[b * RB + r] = _cvtsh_ss(h);
+        }
+    }
+}
+
+TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
+    (void)nth;
+    amx_job *j = ctx;
+    const int64_t K = j->K, nb = j->nb;
+    int8_t *a = (int8_t *)(j->stage + (size_t)ith * j->stage_bytes);
+    float *sw = (float *)(a + (size_t)RB * K);
+    _Alignas(64) int32_t cb[4][16][16];
+    _Alignas(64) float acc[RB][TB];
+    tiles_config();
+    const int64_t n_chunks = (j->M + RB - 1) / RB;
+    for (;;) {
+        const int64_t ch = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (ch >= n_chunks) break;
+        const int64_t r0 = ch * RB;
+        amx_unpack(j, r0, a, sw);
+        for (int64_t g0 = 0; g0 < j->G; g0 += 2) {
+            memset(acc, 0, sizeof acc);
+            for (int64_t b = 0; b < nb; b++) {
+                _tile_loadd(4, a + 32 * b, K);
+                _tile_loadd(5, a + 16 * K + 32 * b, K);
+                _tile_loadd(6, j->xv + ((size_t)g0 * nb + b) * 512, 64);
+                _tile_loadd(7, j->xv + ((size_t)(g0 + 1) * nb + b) * 512, 64);
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                _tile_dpbssd(0, 4, 6);
+                _tile_dpbssd(1, 4, 7);
+                _tile_dpbssd(2, 5, 6);
+                _tile_dpbssd(3, 5, 7);
+                _tile_stored(0, cb[0], 64);
+                _tile_stored(1, cb[1], 64);
+                _tile_stored(2, cb[2], 64);
+                _tile_stored(3, cb[3], 64);
+                const __m512 d0 = _mm512_loadu_ps(j->dx + ((size_t)g0 * nb + b) * 16);
+                const __m512 d1 = _mm512_loadu_ps(j->dx + ((size_t)(g0 + 1) * nb + b) * 16);
+                const float *s = sw + b * RB;
+#pragma GCC unroll 4
+                for (int r = 0; r < RB; r++) {
+                    const __m512 w = _mm512_set1_ps(s[r]);
+                    const int hi = r >> 4, rr = r & 15;
+                    __m512 a0 = _mm512_loadu_ps(acc[r]), a1 = _mm512_loadu_ps(acc[r] + 16);
+                    a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[2 * hi][rr])), _mm512_mul_ps(d0, w), a0);
+                    a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[2 * hi + 1][rr])), _mm512_mul_ps(d1, w), a1);
+                    _mm512_storeu_ps(acc[r], a0);
+                    _mm512_storeu_ps(acc[r] + 16, a1);
+                }
+            }
+            /* acc[row][token] -> Y[token][row], inside M and T only. */
+            const int nr = (int)(j->M - r0 < RB ? j->M - r0 : RB);
+            for (int m = 0; m < TB; m++) {
+                const int64_t t = g0 * 16 + m;
+                if (t >= j->T) break;
+                float *y = j->Y + (size_t)t * j->ldy + r0;
+                for (int r = 0; r < nr; r++) y[r] = acc[r][m] + (j->bias ? j->bias[r0 + r] : 0.0f);
+            }
+        }
+    }
+    _tile_release();
+}
+
+/* Bytes of scratch amx_mm needs: the re-laid activations and one weight stage per thread. */
+static size_t amx_scratch(int64_t K, int64_t T, int32_t nth) {
+    const int64_t nb = K / 32, G = ((T + 31) / 32) * 2;
+    const size_t xv = (size_t)G * nb * 512, dx = (size_t)G * nb * 16 * 4;
+    const size_t st = (((size_t)RB * K + (size_t)nb * RB * 4) + 63) & ~(size_t)63;
+    return xv + dx + st * (size_t)nth + 128;
+}
+
+static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw, int64_t M, int64_t K,
+                   const uint8_t *xq, size_t bx, int64_t T, float *Y, int64_t ldy, const float *bias,
+                   uint8_t *scratch) {
+    amx_job j;
+    memset(&j, 0, sizeof j);
+    j.wtype = wtype;
+    j.W = W;
+    j.bw = bw;
+    j.M = M;
+    j.K = K;
+    j.T = T;
+    j.nb = K / 32;
+    j.G = ((T + 31) / 32) * 2;
+    j.xq = xq;
+    j.bx = bx;
+    j.Y = Y;
+    j.ldy = ldy;
+    j.bias = bias;
+    uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    j.xv = p;
+    j.dx = (float *)(p + (size_t)j.G * j.nb * 512);
+    j.stage = (uint8_t *)(((uintptr_t)(j.dx + (size_t)j.G * j.nb * 16) + 63) & ~(uintptr_t)63);
+    j.stage_bytes = (((size_t)RB * K + (size_t)j.nb * RB * 4) + 63) & ~(size_t)63;
+    nbl_threadpool_run(tp, amx_relayout, &j);
+    atomic_init(&j.next, 0);
+    nbl_threadpool_run(tp, amx_rows, &j);
+}
+
+/* AMX-TILE and AMX-INT8 in the CPU, tile state enabled by the OS, and (Linux) this process
+ * allowed to use the tile data registers. */
+static int amx_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1) || !((d >> 25) & 1)) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0; /* OSXSAVE */
+#ifdef SYS_arch_prctl
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) != 0) return 0;
+#else
+    return 0;
+#endif
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & (3u << 17)) == (3u << 17);
+}
+
+static nbl_kernels T_AMX;
+static int amx_ok = -1;
+
+const nbl_kernels *nbl_kernels_amx(void) {
+    if (amx_ok < 0) {
+        const nbl_kernels *base = nbl_kernels_avx512();
+        int ok = base && amx_usable();
+        if (ok) {
+            T_AMX = *base;
+            T_AMX.name = "amx";
+            T_AMX.mm[NBL_TYPE_Q4_0] = amx_mm;
+            T_AMX.mm[NBL_TYPE_Q8_0] = amx_mm;
+            T_AMX.mm_min_t = 16;
+            T_AMX.mm_scratch = amx_scratch;
+        }
+        amx_ok = ok;
+    }
+    return amx_ok ? &T_AMX : NULL;
+}
+
+#else
+
+const nbl_kernels *nbl_kernels_amx(void) { return NULL; }
+
+#endif
