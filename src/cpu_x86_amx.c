@@ -16,7 +16,6 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
 #include <immintrin.h>
-#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -55,7 +54,6 @@ typedef struct amx_job {
     float *dx;    /* [G][nb][16] their scales (0 past T) */
     uint8_t *stage; /* per thread: [RB][K] int8 weights, then [nb][RB] float scales */
     size_t stage_bytes;
-    atomic_long next;
 } amx_job;
 
 static uint32_t ld32u(const uint8_t *p) {
@@ -86,8 +84,33 @@ static void amx_relayout(void *ctx, int32_t ith, int32_t nth) {
         }
 }
 
-/* Rows [r0, r0 + RB) of W as int8 (zero past M) and their block scales. */
-TA static void amx_unpack(const amx_job *j, int64_t r0, int8_t *a, float *s) {
+/* r[i][k] -> r[k][i] for 16 x 16 floats: pairs, then quads within 128-bit lanes, then lanes. */
+TA static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4i + c], lane L: column 4L + c of rows 4i..4i+3 */
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88), v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[4 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+/* Rows [r0, r0 + RB) of W as int8 (zero past M) and their block scales. Whole chunks of Q8_0
+ * need no copy (direct = 1: the tiles load the quants in place), only their scales. */
+TA static void amx_unpack(const amx_job *j, int64_t r0, int direct, int8_t *a, float *s) {
     const int64_t K = j->K, nb = j->nb;
     const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
     for (int r = 0; r < RB; r++) {
@@ -100,7 +123,9 @@ TA static void amx_unpack(const amx_job *j, int64_t r0, int8_t *a, float *s) {
         const uint8_t *row = j->W + (size_t)(r0 + r) * j->bw;
         for (int64_t b = 0; b < nb; b++) {
             uint16_t h;
-            if (j->wtype == NBL_TYPE_Q4_0) {
+            if (direct) {
+                memcpy(&h, row + (size_t)b * 34, 2);
+            } else if (j->wtype == NBL_TYPE_Q4_0) {
                 const uint8_t *blk = row + (size_t)b * 18;
                 const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
                 _mm_storeu_si128((__m128i *)(ar + 32 * b), _mm_sub_epi8(_mm_and_si128(q, m4), eight));
@@ -118,7 +143,6 @@ TA static void amx_unpack(const amx_job *j, int64_t r0, int8_t *a, float *s) {
 }
 
 TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
-    (void)nth;
     amx_job *j = ctx;
     const int64_t K = j->K, nb = j->nb;
     int8_t *a = (int8_t *)(j->stage + (size_t)ith * j->stage_bytes);
@@ -127,16 +151,25 @@ TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
     _Alignas(64) float acc[RB][TB];
     tiles_config();
     const int64_t n_chunks = (j->M + RB - 1) / RB;
-    for (;;) {
-        const int64_t ch = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (ch >= n_chunks) break;
+    /* Chunks ith, ith + nth, ...: each thread knows its next chunk and prefetches it while it
+     * computes this one (the weights stream from memory once; the compute runs from cache). */
+    for (int64_t ch = ith; ch < n_chunks; ch += nth) {
         const int64_t r0 = ch * RB;
-        amx_unpack(j, r0, a, sw);
+        const int direct = j->wtype == NBL_TYPE_Q8_0 && r0 + RB <= j->M;
+        amx_unpack(j, r0, direct, a, sw);
+        const int8_t *a0 = direct ? (const int8_t *)(j->W + (size_t)r0 * j->bw + 2) : a;
+        const size_t as = direct ? j->bw : (size_t)K, ab = direct ? 34 : 32;
+        const int64_t nx = ch + nth < n_chunks ? ch + nth : -1;
+        const uint8_t *pf = nx >= 0 ? j->W + (size_t)nx * RB * j->bw : NULL;
+        const size_t pf_bytes = nx >= 0 ? (size_t)((j->M - nx * RB < RB ? j->M - nx * RB : RB)) * j->bw : 0;
+        const size_t pf_step = (pf_bytes / (size_t)nb + 63) & ~(size_t)63;
         for (int64_t g0 = 0; g0 < j->G; g0 += 2) {
-            memset(acc, 0, sizeof acc);
             for (int64_t b = 0; b < nb; b++) {
-                _tile_loadd(4, a + 32 * b, K);
-                _tile_loadd(5, a + 16 * K + 32 * b, K);
+                if (g0 == 0 && pf)
+                    for (size_t o = (size_t)b * pf_step; o < (size_t)(b + 1) * pf_step && o < pf_bytes; o += 64)
+                        _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
+                _tile_loadd(4, a0 + ab * b, as);
+                _tile_loadd(5, a0 + 16 * as + ab * b, as);
                 _tile_loadd(6, j->xv + ((size_t)g0 * nb + b) * 512, 64);
                 _tile_loadd(7, j->xv + ((size_t)(g0 + 1) * nb + b) * 512, 64);
                 _tile_zero(0);
@@ -158,20 +191,32 @@ TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
                 for (int r = 0; r < RB; r++) {
                     const __m512 w = _mm512_set1_ps(s[r]);
                     const int hi = r >> 4, rr = r & 15;
-                    __m512 a0 = _mm512_loadu_ps(acc[r]), a1 = _mm512_loadu_ps(acc[r] + 16);
+                    /* the first block starts the sums (no clearing pass) */
+                    const __m512 z = _mm512_setzero_ps();
+                    __m512 a0 = b ? _mm512_loadu_ps(acc[r]) : z, a1 = b ? _mm512_loadu_ps(acc[r] + 16) : z;
                     a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[2 * hi][rr])), _mm512_mul_ps(d0, w), a0);
                     a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[2 * hi + 1][rr])), _mm512_mul_ps(d1, w), a1);
                     _mm512_storeu_ps(acc[r], a0);
                     _mm512_storeu_ps(acc[r] + 16, a1);
                 }
             }
-            /* acc[row][token] -> Y[token][row], inside M and T only. */
-            const int nr = (int)(j->M - r0 < RB ? j->M - r0 : RB);
-            for (int m = 0; m < TB; m++) {
-                const int64_t t = g0 * 16 + m;
-                if (t >= j->T) break;
-                float *y = j->Y + (size_t)t * j->ldy + r0;
-                for (int r = 0; r < nr; r++) y[r] = acc[r][m] + (j->bias ? j->bias[r0 + r] : 0.0f);
+            /* acc[row][token] -> Y[token][row] by 16 x 16 transposes, inside M and T only. */
+            for (int rh = 0; rh < 2; rh++) {
+                const int64_t rb = r0 + 16 * rh;
+                if (rb >= j->M) break;
+                const int nr = (int)(j->M - rb < 16 ? j->M - rb : 16);
+                const __mmask16 mk = (__mmask16)((1u << nr) - 1);
+                const __m512 bias = j->bias ? _mm512_maskz_loadu_ps(mk, j->bias + rb) : _mm512_setzero_ps();
+                for (int th = 0; th < 2; th++) {
+                    __m512 v[16];
+                    for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_ps(acc[16 * rh + i] + 16 * th);
+                    transpose16(v);
+                    for (int m = 0; m < 16; m++) {
+                        const int64_t t = g0 * 16 + 16 * th + m;
+                        if (t >= j->T) break;
+                        _mm512_mask_storeu_ps(j->Y + (size_t)t * j->ldy + rb, mk, _mm512_add_ps(v[m], bias));
+                    }
+                }
             }
         }
     }
@@ -210,7 +255,6 @@ static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw,
     j.stage = (uint8_t *)(((uintptr_t)(j.dx + (size_t)j.G * j.nb * 16) + 63) & ~(uintptr_t)63);
     j.stage_bytes = (((size_t)RB * K + (size_t)j.nb * RB * 4) + 63) & ~(size_t)63;
     nbl_threadpool_run(tp, amx_relayout, &j);
-    atomic_init(&j.next, 0);
     nbl_threadpool_run(tp, amx_rows, &j);
 }
 
