@@ -3,8 +3,10 @@
 #ifndef NBL_TEST_H
 #define NBL_TEST_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int t_pass, t_fail;
 
@@ -24,6 +26,27 @@ static int t_pass, t_fail;
 static inline const char *fixtures_dir(void) {
     const char *e = getenv("NBL_FIXTURES");
     return e ? e : "../shared/fixtures";
+}
+
+/* Calls fn on every fixture model (the .gguf files in models); returns how many there were. */
+static inline int for_each_fixture_model(void (*fn)(const char *path, const char *name)) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/models", fixtures_dir());
+    DIR *d = opendir(dir);
+    CHECK(d != NULL, "cannot open %s", dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        const size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".gguf")) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        fn(path, e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
 }
 
 static inline int test_done(void) {

@@ -7,24 +7,12 @@
 #include "nbl_impl.h"
 #include "test.h"
 
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
 static uint8_t *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(n > 0 ? (size_t)n : 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
+    nbl_error err;
+    return (uint8_t *)nbl_read_file(path, len, &err);
 }
 
 /* Opens from a growing prefix, as web/core.js does: 4 KiB, then what the reader asks for. Each
@@ -184,22 +172,7 @@ static void check_attach_only(const char *path) {
 }
 
 int main(void) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/models", fixtures_dir());
-    DIR *d = opendir(dir);
-    CHECK(d != NULL, "cannot open %s", dir);
-    if (!d) return test_done();
-    struct dirent *e;
-    int n_models = 0;
-    while ((e = readdir(d))) {
-        const size_t len = strlen(e->d_name);
-        if (len < 6 || strcmp(e->d_name + len - 5, ".gguf")) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        check_model(path, e->d_name);
-        n_models++;
-    }
-    closedir(d);
+    const int n_models = for_each_fixture_model(check_model);
     CHECK(n_models >= 20, "only %d fixture models", n_models);
     char path[1024];
     snprintf(path, sizeof path, "%s/models/llama-k256-q4_k_m.gguf", fixtures_dir());

@@ -66,48 +66,37 @@ static void check_plan(const nbl_model *m, const char *name, const nbl_gpu_plan_
     nbl_json_free(p);
 }
 
-int main(void) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/models", fixtures_dir());
-    DIR *d = opendir(dir);
-    CHECK(d != NULL, "cannot open %s", dir);
-    if (!d) return test_done();
-    struct dirent *e;
-    int n_models = 0;
-    while ((e = readdir(d))) {
-        const size_t len = strlen(e->d_name);
-        if (len < 6 || strcmp(e->d_name + len - 5, ".gguf")) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        nbl_model *m = NULL;
-        nbl_error err = {0};
-        if (nbl_model_open_file(path, NULL, &m, &err)) {
-            CHECK(0, "%s: %s", e->d_name, err.msg);
-            continue;
-        }
-        n_models++;
-        nbl_gpu_plan_opts o;
-        nbl_gpu_plan_opts_init(&o);
-        check_plan(m, e->d_name, NULL, "defaults");
-        o.unfused = 1;
-        o.n_ctx = 64;
-        check_plan(m, e->d_name, &o, "unfused");
-        nbl_gpu_plan_opts_init(&o);
-        o.subgroups = 1;
-        o.f16 = 1;
-        o.max_workgroup_storage = 49152;
-        o.max_tokens = 512;
-        o.n_ctx = 1024;
-        check_plan(m, e->d_name, &o, "f16 subgroups big tiles");
-        /* A binding limit that forces the output head (and more) into several parts. */
-        nbl_gpu_plan_opts_init(&o);
-        o.max_binding_size = 256 << 10;
-        o.n_ctx = 48;
-        o.max_tokens = 40;
-        if (!strstr(e->d_name, "realvocab")) check_plan(m, e->d_name, &o, "256 KiB bindings");
-        nbl_model_free(m);
+static void plan_model(const char *path, const char *name) {
+    nbl_model *m = NULL;
+    nbl_error err = {0};
+    if (nbl_model_open_file(path, NULL, &m, &err)) {
+        CHECK(0, "%s: %s", name, err.msg);
+        return;
     }
-    closedir(d);
+    nbl_gpu_plan_opts o;
+    nbl_gpu_plan_opts_init(&o);
+    check_plan(m, name, NULL, "defaults");
+    o.unfused = 1;
+    o.n_ctx = 64;
+    check_plan(m, name, &o, "unfused");
+    nbl_gpu_plan_opts_init(&o);
+    o.subgroups = 1;
+    o.f16 = 1;
+    o.max_workgroup_storage = 49152;
+    o.max_tokens = 512;
+    o.n_ctx = 1024;
+    check_plan(m, name, &o, "f16 subgroups big tiles");
+    /* A binding limit that forces the output head (and more) into several parts. */
+    nbl_gpu_plan_opts_init(&o);
+    o.max_binding_size = 256 << 10;
+    o.n_ctx = 48;
+    o.max_tokens = 40;
+    if (!strstr(name, "realvocab")) check_plan(m, name, &o, "256 KiB bindings");
+    nbl_model_free(m);
+}
+
+int main(void) {
+    const int n_models = for_each_fixture_model(plan_model);
     CHECK(n_models >= 20, "only %d fixture models", n_models);
 
     /* Refusals name their cause. */
