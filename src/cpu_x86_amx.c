@@ -5,10 +5,10 @@
  * AVX-512 does on the tile stores. The "amx" table is the AVX-512 table plus these products, so
  * NBL_ISA=avx512 measures the difference.
  *
- * Layout: A = 32 weight rows of one row chunk, unpacked once per chunk to int8 (value - 8 for
- * Q4_0) with their scales in float; B = the activations of 16 tokens per tile, re-laid once per
- * product in the tiles' VNNI order (row k/4 holds 4 consecutive k of each token). C tiles hold
- * rows x tokens; float accumulators for a 32 x 32 block stay in L1. */
+ * Layout: A = 16 weight rows of a 32-row chunk, unpacked once per chunk to int8 (value - 8 for
+ * Q4_0; Q8_0 is read in place) with their scales in float; B = the activations of 16 tokens per
+ * tile, re-laid once per product in the tiles' VNNI order (row k/4 holds 4 consecutive k of each
+ * token). A C tile holds 16 rows x 16 tokens; their float sums stay in 16 registers. */
 #include "kernels.h"
 
 #include <string.h>
@@ -21,7 +21,7 @@
 
 #define TA __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")))
 
-enum { RB = 32, TB = 32 }; /* rows and tokens per accumulator block: 2 x 2 tiles of 16 */
+enum { RB = 32 }; /* weight rows per chunk (unpacked once, then used by every token) */
 
 typedef struct tilecfg {
     uint8_t palette, start_row, rsv[14];
@@ -29,14 +29,15 @@ typedef struct tilecfg {
     uint8_t rows[16];
 } tilecfg;
 
-/* Tiles 0-3: C (rows 0-15 / 16-31 x tokens 0-15 / 16-31), 4-5: A (weights), 6-7: B (tokens). */
+/* Two sets of (C: 16 rows x 16 tokens int32, A: 16 weight rows x 32, B: 32 x 16 tokens): tiles
+ * 0-1 C, 2-3 A, 4-5 B. */
 TA static void tiles_config(void) {
     _Alignas(64) tilecfg c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
-    for (int i = 0; i < 4; i++) c.rows[i] = 16, c.colsb[i] = 64;
-    for (int i = 4; i < 6; i++) c.rows[i] = 16, c.colsb[i] = 32;
-    for (int i = 6; i < 8; i++) c.rows[i] = 8, c.colsb[i] = 64;
+    for (int i = 0; i < 2; i++) c.rows[i] = 16, c.colsb[i] = 64;
+    for (int i = 2; i < 4; i++) c.rows[i] = 16, c.colsb[i] = 32;
+    for (int i = 4; i < 6; i++) c.rows[i] = 8, c.colsb[i] = 64;
     _tile_loadconfig(&c);
 }
 
@@ -44,7 +45,7 @@ typedef struct amx_job {
     uint32_t wtype;
     const uint8_t *W;
     size_t bw;
-    int64_t M, K, T, nb, G; /* G: token groups of 16, even */
+    int64_t M, K, T, nb, G; /* G: token groups of 16 */
     const uint8_t *xq;
     size_t bx;
     float *Y;
@@ -142,13 +143,33 @@ TA static void amx_unpack(const amx_job *j, int64_t r0, int direct, int8_t *a, f
     }
 }
 
+/* acc[r] += C[r] (int32, 16 tokens) * dx (the tokens' scales) * w[r] (the row's scale). */
+#define AI_TA __attribute__((always_inline, target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")))
+AI_TA static inline void amx_post(__m512 acc[16], const int32_t (*c)[16], const float *dx, const float *w) {
+    const __m512 d = _mm512_loadu_ps(dx);
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++)
+        acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[r])), d), _mm512_set1_ps(w[r]), acc[r]);
+}
+
+/* One block's product into tile C (from A, B), stored to buf: tile numbers must be constants. */
+#define AMX_BLOCK(C, A, B, bb)                                                   \
+    do {                                                                         \
+        _tile_loadd(A, ar + ab * (size_t)(bb), as);                              \
+        _tile_loadd(B, xg + (size_t)(bb) * 512, 64);                             \
+        _tile_zero(C);                                                           \
+        _tile_dpbssd(C, A, B);                                                   \
+        _tile_stored(C, cb[C], 64);                                              \
+    } while (0)
+
+/* 16 weight rows x 16 tokens at a time, the float sums in registers. Blocks alternate between
+ * two sets of tiles so the tile unit computes block b + 1 while AVX-512 scales block b. */
 TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
     amx_job *j = ctx;
     const int64_t K = j->K, nb = j->nb;
     int8_t *a = (int8_t *)(j->stage + (size_t)ith * j->stage_bytes);
     float *sw = (float *)(a + (size_t)RB * K);
-    _Alignas(64) int32_t cb[4][16][16];
-    _Alignas(64) float acc[RB][TB];
+    _Alignas(64) int32_t cb[2][16][16];
     tiles_config();
     const int64_t n_chunks = (j->M + RB - 1) / RB;
     /* Chunks ith, ith + nth, ...: each thread knows its next chunk and prefetches it while it
@@ -162,60 +183,35 @@ TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
         const int64_t nx = ch + nth < n_chunks ? ch + nth : -1;
         const uint8_t *pf = nx >= 0 ? j->W + (size_t)nx * RB * j->bw : NULL;
         const size_t pf_bytes = nx >= 0 ? (size_t)((j->M - nx * RB < RB ? j->M - nx * RB : RB)) * j->bw : 0;
-        const size_t pf_step = (pf_bytes / (size_t)nb + 63) & ~(size_t)63;
-        for (int64_t g0 = 0; g0 < j->G; g0 += 2) {
-            for (int64_t b = 0; b < nb; b++) {
-                if (g0 == 0 && pf)
-                    for (size_t o = (size_t)b * pf_step; o < (size_t)(b + 1) * pf_step && o < pf_bytes; o += 64)
-                        _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
-                _tile_loadd(4, a0 + ab * b, as);
-                _tile_loadd(5, a0 + 16 * as + ab * b, as);
-                _tile_loadd(6, j->xv + ((size_t)g0 * nb + b) * 512, 64);
-                _tile_loadd(7, j->xv + ((size_t)(g0 + 1) * nb + b) * 512, 64);
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
-                _tile_dpbssd(0, 4, 6);
-                _tile_dpbssd(1, 4, 7);
-                _tile_dpbssd(2, 5, 6);
-                _tile_dpbssd(3, 5, 7);
-                _tile_stored(0, cb[0], 64);
-                _tile_stored(1, cb[1], 64);
-                _tile_stored(2, cb[2], 64);
-                _tile_stored(3, cb[3], 64);
-                const __m512 d0 = _mm512_loadu_ps(j->dx + ((size_t)g0 * nb + b) * 16);
-                const __m512 d1 = _mm512_loadu_ps(j->dx + ((size_t)(g0 + 1) * nb + b) * 16);
-                const float *s = sw + b * RB;
-#pragma GCC unroll 4
-                for (int r = 0; r < RB; r++) {
-                    const __m512 w = _mm512_set1_ps(s[r]);
-                    const int hi = r >> 4, rr = r & 15;
-                    /* the first block starts the sums (no clearing pass) */
-                    const __m512 z = _mm512_setzero_ps();
-                    __m512 a0 = b ? _mm512_loadu_ps(acc[r]) : z, a1 = b ? _mm512_loadu_ps(acc[r] + 16) : z;
-                    a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[2 * hi][rr])), _mm512_mul_ps(d0, w), a0);
-                    a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[2 * hi + 1][rr])), _mm512_mul_ps(d1, w), a1);
-                    _mm512_storeu_ps(acc[r], a0);
-                    _mm512_storeu_ps(acc[r] + 16, a1);
-                }
-            }
-            /* acc[row][token] -> Y[token][row] by 16 x 16 transposes, inside M and T only. */
+        for (size_t o = 0; o < pf_bytes; o += 64) _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
+        for (int64_t g = 0; g < j->G; g++) {
+            const uint8_t *xg = j->xv + (size_t)g * nb * 512;
+            const float *dxg = j->dx + (size_t)g * nb * 16;
             for (int rh = 0; rh < 2; rh++) {
                 const int64_t rb = r0 + 16 * rh;
                 if (rb >= j->M) break;
+                const int8_t *ar = a0 + (size_t)16 * rh * as;
+                const float *swr = sw + 16 * rh;
+                __m512 acc[16];
+                for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+                AMX_BLOCK(0, 2, 4, 0);
+                int64_t b = 0;
+                for (; b + 2 <= nb; b += 2) {
+                    AMX_BLOCK(1, 3, 5, b + 1);
+                    amx_post(acc, cb[0], dxg + b * 16, swr + b * RB);
+                    if (b + 2 < nb) AMX_BLOCK(0, 2, 4, b + 2);
+                    amx_post(acc, cb[1], dxg + (b + 1) * 16, swr + (b + 1) * RB);
+                }
+                if (b < nb) amx_post(acc, cb[0], dxg + b * 16, swr + b * RB);
+                /* acc[row][token] -> Y[token][row], inside M and T only. */
                 const int nr = (int)(j->M - rb < 16 ? j->M - rb : 16);
                 const __mmask16 mk = (__mmask16)((1u << nr) - 1);
                 const __m512 bias = j->bias ? _mm512_maskz_loadu_ps(mk, j->bias + rb) : _mm512_setzero_ps();
-                for (int th = 0; th < 2; th++) {
-                    __m512 v[16];
-                    for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_ps(acc[16 * rh + i] + 16 * th);
-                    transpose16(v);
-                    for (int m = 0; m < 16; m++) {
-                        const int64_t t = g0 * 16 + 16 * th + m;
-                        if (t >= j->T) break;
-                        _mm512_mask_storeu_ps(j->Y + (size_t)t * j->ldy + rb, mk, _mm512_add_ps(v[m], bias));
-                    }
+                transpose16(acc);
+                for (int m = 0; m < 16; m++) {
+                    const int64_t t = g * 16 + m;
+                    if (t >= j->T) break;
+                    _mm512_mask_storeu_ps(j->Y + (size_t)t * j->ldy + rb, mk, _mm512_add_ps(acc[m], bias));
                 }
             }
         }
@@ -225,7 +221,7 @@ TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
 
 /* Bytes of scratch amx_mm needs: the re-laid activations and one weight stage per thread. */
 static size_t amx_scratch(int64_t K, int64_t T, int32_t nth) {
-    const int64_t nb = K / 32, G = ((T + 31) / 32) * 2;
+    const int64_t nb = K / 32, G = (T + 15) / 16;
     const size_t xv = (size_t)G * nb * 512, dx = (size_t)G * nb * 16 * 4;
     const size_t st = (((size_t)RB * K + (size_t)nb * RB * 4) + 63) & ~(size_t)63;
     return xv + dx + st * (size_t)nth + 128;
@@ -243,7 +239,7 @@ static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw,
     j.K = K;
     j.T = T;
     j.nb = K / 32;
-    j.G = ((T + 31) / 32) * 2;
+    j.G = (T + 15) / 16;
     j.xq = xq;
     j.bx = bx;
     j.Y = Y;
