@@ -29,15 +29,15 @@ typedef struct tilecfg {
     uint8_t rows[16];
 } tilecfg;
 
-/* Two sets of (C: 16 rows x 16 tokens int32, A: 16 weight rows x 32, B: 32 x 16 tokens): tiles
- * 0-1 C, 2-3 A, 4-5 B. */
+/* Tiles 0-3: C (16 rows x 16 tokens, int32), a ring; 4: A (16 weight rows x 32); 5: B (32 x 16
+ * tokens, VNNI order). */
 TA static void tiles_config(void) {
     _Alignas(64) tilecfg c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
-    for (int i = 0; i < 2; i++) c.rows[i] = 16, c.colsb[i] = 64;
-    for (int i = 2; i < 4; i++) c.rows[i] = 16, c.colsb[i] = 32;
-    for (int i = 4; i < 6; i++) c.rows[i] = 8, c.colsb[i] = 64;
+    for (int i = 0; i < 4; i++) c.rows[i] = 16, c.colsb[i] = 64;
+    c.rows[4] = 16, c.colsb[4] = 32;
+    c.rows[5] = 8, c.colsb[5] = 64;
     _tile_loadconfig(&c);
 }
 
@@ -152,24 +152,32 @@ AI_TA static inline void amx_post(__m512 acc[16], const int32_t (*c)[16], const 
         acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[r])), d), _mm512_set1_ps(w[r]), acc[r]);
 }
 
-/* One block's product into tile C (from A, B), stored to buf: tile numbers must be constants. */
-#define AMX_BLOCK(C, A, B, bb)                                                   \
+/* Block bb's product into tile C (from tiles 4 = A and 5 = B), stored to cb[C]; nothing past
+ * the last block. Tile numbers must be constants. */
+#define AMX_BLOCK(C, bb)                                                         \
     do {                                                                         \
-        _tile_loadd(A, ar + ab * (size_t)(bb), as);                              \
-        _tile_loadd(B, xg + (size_t)(bb) * 512, 64);                             \
-        _tile_zero(C);                                                           \
-        _tile_dpbssd(C, A, B);                                                   \
-        _tile_stored(C, cb[C], 64);                                              \
+        if ((bb) < nb) {                                                         \
+            _tile_loadd(4, ar + ab * (size_t)(bb), as);                          \
+            _tile_loadd(5, xg + (size_t)(bb) * 512, 64);                         \
+            _tile_zero(C);                                                       \
+            _tile_dpbssd(C, 4, 5);                                               \
+            _tile_stored(C, cb[C], 64);                                          \
+        }                                                                        \
+    } while (0)
+#define AMX_POST(C, bb)                                                          \
+    do {                                                                         \
+        if ((bb) < nb) amx_post(acc, cb[C], dxg + (size_t)(bb) * 16, swr + (size_t)(bb) * RB); \
     } while (0)
 
-/* 16 weight rows x 16 tokens at a time, the float sums in registers. Blocks alternate between
- * two sets of tiles so the tile unit computes block b + 1 while AVX-512 scales block b. */
+/* 16 weight rows x 16 tokens at a time, the float sums in registers. A vector load right after a
+ * tile store waits for the store to finish, so block b is scaled three blocks after its product
+ * was issued: the C tiles 0-3 form a ring and the tile unit stays ahead of AVX-512. */
 TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
     amx_job *j = ctx;
     const int64_t K = j->K, nb = j->nb;
     int8_t *a = (int8_t *)(j->stage + (size_t)ith * j->stage_bytes);
     float *sw = (float *)(a + (size_t)RB * K);
-    _Alignas(64) int32_t cb[2][16][16];
+    _Alignas(64) int32_t cb[4][16][16];
     tiles_config();
     const int64_t n_chunks = (j->M + RB - 1) / RB;
     /* Chunks ith, ith + nth, ...: each thread knows its next chunk and prefetches it while it
@@ -183,7 +191,7 @@ TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
         const int64_t nx = ch + nth < n_chunks ? ch + nth : -1;
         const uint8_t *pf = nx >= 0 ? j->W + (size_t)nx * RB * j->bw : NULL;
         const size_t pf_bytes = nx >= 0 ? (size_t)((j->M - nx * RB < RB ? j->M - nx * RB : RB)) * j->bw : 0;
-        for (size_t o = 0; o < pf_bytes; o += 64) _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
+        const size_t pf_step = (pf_bytes / (size_t)nb + 63) & ~(size_t)63;
         for (int64_t g = 0; g < j->G; g++) {
             const uint8_t *xg = j->xv + (size_t)g * nb * 512;
             const float *dxg = j->dx + (size_t)g * nb * 16;
@@ -194,15 +202,24 @@ TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
                 const float *swr = sw + 16 * rh;
                 __m512 acc[16];
                 for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
-                AMX_BLOCK(0, 2, 4, 0);
-                int64_t b = 0;
-                for (; b + 2 <= nb; b += 2) {
-                    AMX_BLOCK(1, 3, 5, b + 1);
-                    amx_post(acc, cb[0], dxg + b * 16, swr + b * RB);
-                    if (b + 2 < nb) AMX_BLOCK(0, 2, 4, b + 2);
-                    amx_post(acc, cb[1], dxg + (b + 1) * 16, swr + (b + 1) * RB);
+                const int pf_here = g == 0 && rh == 0 && pf;
+                AMX_BLOCK(0, 0);
+                AMX_BLOCK(1, 1);
+                AMX_BLOCK(2, 2);
+                for (int64_t b = 0; b < nb; b += 4) {
+                    /* the next chunk's weights, a slice per 4 blocks of the first pass */
+                    if (pf_here)
+                        for (size_t o = (size_t)b * pf_step; o < (size_t)(b + 4) * pf_step && o < pf_bytes; o += 64)
+                            _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
+                    AMX_BLOCK(3, b + 3);
+                    AMX_POST(0, b);
+                    AMX_BLOCK(0, b + 4);
+                    AMX_POST(1, b + 1);
+                    AMX_BLOCK(1, b + 5);
+                    AMX_POST(2, b + 2);
+                    AMX_BLOCK(2, b + 6);
+                    AMX_POST(3, b + 3);
                 }
-                if (b < nb) amx_post(acc, cb[0], dxg + b * 16, swr + b * RB);
                 /* acc[row][token] -> Y[token][row], inside M and T only. */
                 const int nr = (int)(j->M - rb < 16 ? j->M - rb : 16);
                 const __mmask16 mk = (__mmask16)((1u << nr) - 1);
