@@ -236,13 +236,25 @@ TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
     _tile_release();
 }
 
-/* Bytes of scratch amx_mm needs: the re-laid activations and one weight stage per thread. */
-static size_t amx_scratch(int64_t K, int64_t T, int32_t nth) {
-    const int64_t nb = K / 32, G = (T + 15) / 16;
-    const size_t xv = (size_t)G * nb * 512, dx = (size_t)G * nb * 16 * 4;
-    const size_t st = (((size_t)RB * K + (size_t)nb * RB * 4) + 63) & ~(size_t)63;
-    return xv + dx + st * (size_t)nth + 128;
+/* Where the scratch parts go, 64-byte aligned from base: the re-laid activations (xv), their
+ * scales (dx), then one weight stage per thread. Returns the bytes used past base. */
+typedef struct amx_layout {
+    size_t xv, dx, stage, stage_bytes, total;
+} amx_layout;
+
+static amx_layout amx_layout_for(int64_t K, int64_t T, int32_t nth) {
+    const size_t nb = (size_t)(K / 32), G = (size_t)((T + 15) / 16);
+    amx_layout l;
+    l.xv = 0;
+    l.dx = G * nb * 512;
+    l.stage = (l.dx + G * nb * 16 * sizeof(float) + 63) & ~(size_t)63;
+    l.stage_bytes = ((size_t)RB * (size_t)K + nb * RB * sizeof(float) + 63) & ~(size_t)63;
+    l.total = l.stage + l.stage_bytes * (size_t)nth;
+    return l;
 }
+
+/* Bytes of scratch amx_mm needs (the layout, plus room to align its start). */
+static size_t amx_scratch(int64_t K, int64_t T, int32_t nth) { return amx_layout_for(K, T, nth).total + 64; }
 
 static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw, int64_t M, int64_t K,
                    const uint8_t *xq, size_t bx, int64_t T, float *Y, int64_t ldy, const float *bias,
@@ -262,11 +274,12 @@ static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw,
     j.Y = Y;
     j.ldy = ldy;
     j.bias = bias;
+    const amx_layout l = amx_layout_for(K, T, nbl_threadpool_size(tp));
     uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    j.xv = p;
-    j.dx = (float *)(p + (size_t)j.G * j.nb * 512);
-    j.stage = (uint8_t *)(((uintptr_t)(j.dx + (size_t)j.G * j.nb * 16) + 63) & ~(uintptr_t)63);
-    j.stage_bytes = (((size_t)RB * K + (size_t)j.nb * RB * 4) + 63) & ~(size_t)63;
+    j.xv = p + l.xv;
+    j.dx = (float *)(p + l.dx);
+    j.stage = p + l.stage;
+    j.stage_bytes = l.stage_bytes;
     nbl_threadpool_run(tp, amx_relayout, &j);
     nbl_threadpool_run(tp, amx_rows, &j);
 }

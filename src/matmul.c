@@ -178,7 +178,8 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     j.bias = bias;
 
     const int32_t nth = nbl_threadpool_size(tp);
-    const int whole = T >= j.kt->mm_min_t && j.kt->mm[wtype] && K % 32 == 0;
+    /* K is a multiple of the weight block (checked above), which is all a whole product needs. */
+    const int whole = T >= j.kt->mm_min_t && j.kt->mm[wtype];
     const int packed = !whole && T >= PACK_MIN_T && j.kt->pack[wtype] && j.kt->gemm &&
                        K % j.kt->pack_blk[wtype] == 0;
     if (packed) j.panel_bytes = (nbl_panel_bytes(K, j.kt->pack_blk[wtype], j.kt->pack_min[wtype]) + 63) & ~(size_t)63;

@@ -212,27 +212,38 @@ API int32_t nblw_threaded(void) {
 
 /* ---- models ------------------------------------------------------------------------------- */
 
-/* Opens the GGUF in bytes (from nblw_model_alloc), taking ownership of them: they are freed
- * with the model, or now on failure. */
-API nblw_model *nblw_model_open(void *bytes, double size, int32_t vocab_only) {
-    nblw_model *w = calloc(1, sizeof *w);
-    if (!w) {
-        model_bytes_free(bytes);
-        fail(NBL_E_NOMEM, "model: out of memory");
-        return NULL;
-    }
+/* The options every wasm open uses: one thread per model until a session asks for more. */
+static nbl_model_options wasm_model_options(int32_t vocab_only) {
     nbl_model_options o;
     nbl_model_options_init(&o);
     o.vocab_only = vocab_only;
     o.n_threads = 1;
-    nbl_status st = nbl_model_open_buffer(bytes, (size_t)size, &o, &w->m, &g_err);
-    if (st) {
+    return o;
+}
+
+/* Wraps the result of an open over bytes, which it owns from here: kept with the model, or
+ * freed now when the open failed (g_err says why) or memory ran out. */
+static nblw_model *own_model(nbl_status st, nbl_model *m, void *bytes) {
+    nblw_model *w = st ? NULL : calloc(1, sizeof *w);
+    if (!w) {
+        if (!st) {
+            nbl_model_free(m);
+            fail(NBL_E_NOMEM, "model: out of memory");
+        }
         model_bytes_free(bytes);
-        free(w);
         return NULL;
     }
+    w->m = m;
     w->bytes = bytes;
     return w;
+}
+
+/* Opens the GGUF in bytes (from nblw_model_alloc), taking ownership of them: they are freed
+ * with the model, or now on failure. */
+API nblw_model *nblw_model_open(void *bytes, double size, int32_t vocab_only) {
+    const nbl_model_options o = wasm_model_options(vocab_only);
+    nbl_model *m = NULL;
+    return own_model(nbl_model_open_buffer(bytes, (size_t)size, &o, &m, &g_err), m, bytes);
 }
 
 /* What the last nblw_model_open_meta that ran short asks for: read that many bytes and retry. */
@@ -244,26 +255,12 @@ API double nblw_model_more(void) { return g_more; }
  * the weights (nbl_model_open_meta). Where the prefix is too short, NULL with nblw_model_more()
  * set. */
 API nblw_model *nblw_model_open_meta(void *prefix, double avail, double file_size) {
-    g_more = 0;
-    nblw_model *w = calloc(1, sizeof *w);
-    if (!w) {
-        model_bytes_free(prefix);
-        fail(NBL_E_NOMEM, "model: out of memory");
-        return NULL;
-    }
-    nbl_model_options o;
-    nbl_model_options_init(&o);
-    o.n_threads = 1;
+    const nbl_model_options o = wasm_model_options(0);
+    nbl_model *m = NULL;
     uint64_t more = 0;
-    nbl_status st = nbl_model_open_meta(prefix, (size_t)avail, (uint64_t)file_size, &o, &more, &w->m, &g_err);
-    if (st) {
-        g_more = (double)more;
-        model_bytes_free(prefix);
-        free(w);
-        return NULL;
-    }
-    w->bytes = prefix;
-    return w;
+    const nbl_status st = nbl_model_open_meta(prefix, (size_t)avail, (uint64_t)file_size, &o, &more, &m, &g_err);
+    g_more = (double)more;
+    return own_model(st, m, prefix);
 }
 
 /* The file ranges of the small tensors a metadata open still lacks, as JSON [[offset, size], ...]

@@ -9,6 +9,8 @@ export declare const TOK_ADD_BOS: 1;
 export declare const TOK_PARSE_SPECIAL: 2;
 
 /** nbl_status values by name (include/nbl.h). */
+/** An ArrayBuffer or any typed array as a Uint8Array over the same memory (no copy). */
+export declare function bytesView(bytes: ArrayBuffer | ArrayBufferView): Uint8Array;
 export declare const STATUS_CODE: Readonly<{ ok: 0; arg: 1; io: 2; format: 3; unsupported: 4; nomem: 5; context: 6; state: 7; device: 8 }>;
 
 export declare class CoreError extends Error {
@@ -58,6 +60,8 @@ export declare class Core {
    *  matrices stay wherever read takes them from until CoreModel.attachData. */
   openModelMeta(read: (offset: number, length: number) => Promise<Uint8Array>, size: number, options?: {
     signal?: AbortSignal;
+    /** Bytes read first (default 8 MiB); more follow where the metadata needs them. */
+    prefix?: number;
   }): Promise<CoreModel>;
   newSession(model: CoreModel, options?: { nCtx?: number; nBatch?: number; threads?: number; external?: boolean }): CoreSession;
   /** The model's WebGPU plan for an adapter (options from web/gpu.js planOptionsFor, plus sizes). */

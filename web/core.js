@@ -84,6 +84,9 @@ export async function loadCore({ threads = 'auto', gpu = false, dist = DEFAULT_D
   return new Core(mod, { threaded, threads: n, async: gpu });
 }
 
+/** An ArrayBuffer or any typed array as a Uint8Array over the same memory (no copy). */
+export const bytesView = (b) => (b instanceof ArrayBuffer ? new Uint8Array(b) : new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+
 /** The C API over one module instance. Pointers are unsigned: memory may exceed 2 GiB. */
 export class Core {
   constructor(mod, { threaded, threads, async = false }) {
@@ -165,7 +168,7 @@ export class Core {
    */
   async openModel(src, { onProgress, signal, vocabOnly = false } = {}) {
     if (src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
-      const bytes = src instanceof ArrayBuffer ? new Uint8Array(src) : new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
+      const bytes = bytesView(src);
       const p = this.allocModel(bytes.length);
       this.heapU8.set(bytes, p);
       onProgress?.({ loaded: bytes.length, total: bytes.length });
@@ -214,18 +217,27 @@ export class Core {
    * reads the weights itself: read(offset, length) -> Promise<Uint8Array> gives bytes of the
    * file, size is its length. Only the file's first bytes (the metadata, a few MiB) and its small
    * tensors (norms, biases) come into wasm memory; model.attachData(read) brings in the rest when
-   * the CPU has to run it.
+   * the CPU has to run it. prefix: bytes read first (more follow where the metadata needs them).
    */
-  async openModelMeta(read, size, { signal } = {}) {
+  async openModelMeta(read, size, { signal, prefix = META_PREFIX } = {}) {
     if (!Number.isSafeInteger(size) || size <= 0) throw new CoreError(`model: invalid size ${size}`, 1);
     const m = this.mod;
-    let have = Math.min(size, META_PREFIX);
+    let have = Math.min(size, Math.max(16, prefix));
+    let head = new Uint8Array(0); // the bytes read so far: a retry reads only what it adds
     for (;;) {
       if (signal?.aborted) throw signal.reason ?? new DOMException('aborted', 'AbortError');
-      const bytes = await read(0, have);
-      if (bytes.length !== have) throw new CoreError(`model: read ${bytes.length} of the first ${have} bytes`, 2);
+      const tail = await read(head.length, have - head.length);
+      if (tail.length !== have - head.length) throw new CoreError(`model: read ${head.length + tail.length} of the first ${have} bytes`, 2);
+      if (head.length) {
+        const grown = new Uint8Array(have);
+        grown.set(head);
+        grown.set(tail, head.length);
+        head = grown;
+      } else {
+        head = tail;
+      }
       const p = this.allocModel(have);
-      this.heapU8.set(bytes, p);
+      this.heapU8.set(head, p);
       const h = m._nblw_model_open_meta(p, have, size) >>> 0;
       if (h) {
         const model = new CoreModel(this, h, size);

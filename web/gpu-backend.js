@@ -16,15 +16,13 @@
 // One GPU KV cache serves every session of the core (the chat's and the tasks'): the executor
 // remembers which tokens it holds and re-evaluates only what differs from the caller's context.
 
-import { loadCore, STATUS_CODE } from './core.js';
+import { loadCore, STATUS_CODE, bytesView } from './core.js';
 import { WasmBackend } from './wasm-backend.js';
 import { requestAdapter, planOptionsFor, checkPlan, loadPlan, GpuLostError, GpuPlanError } from './gpu.js';
 
 const TASK_CTX = 2048; // web/tasks.js's default context of a task session
 
 const isSoftware = (adapter) => !!(adapter.isFallbackAdapter ?? adapter.info?.isFallbackAdapter);
-
-const bytesOf = (b) => (b instanceof ArrayBuffer ? new Uint8Array(b) : new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
 
 /**
  * A model source that can be read at random, { size, read(offset, length) -> Promise<Uint8Array> },
@@ -34,7 +32,7 @@ const bytesOf = (b) => (b instanceof ArrayBuffer ? new Uint8Array(b) : new Uint8
  */
 async function randomAccess(src) {
   if (src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
-    const u8 = bytesOf(src);
+    const u8 = bytesView(src);
     return { size: u8.length, read: async (off, len) => u8.subarray(off, off + len) };
   }
   if (typeof Blob !== 'undefined' && src instanceof Blob) {
