@@ -3,7 +3,7 @@
 # "N passed, N failed" lines and ends with the total. Exit status is non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
-pass=0; fail=0; broken=()
+pass=0; fail=0; broken=(); why=()
 run_one() { # name, command...
   local name=$1; shift
   local out rc
@@ -19,6 +19,8 @@ run_one() { # name, command...
   if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then
     printf '%s\n' "$out" | grep -v '^ok ' | tail -n 40
     broken+=("$name"); [ "$f" -eq 0 ] && fail=$((fail+1))
+    # Repeated at the end, where a log cut to its tail still shows why.
+    why+=("$name: $(printf '%s\n' "$out" | grep -E -m 6 "^not ok|^ +error: |FAIL|Assertion|ERROR" | tr '\n' ' ' | cut -c1-600)")
   fi
   printf '%-40s %s\n' "$name" "$line"
 }
@@ -38,6 +40,7 @@ fi
 if [ -z "${NBL_SKIP_JS:-}" ] && [ -d tests/js ] && ls tests/js/*.test.mjs >/dev/null 2>&1; then
   for t in tests/js/*.test.mjs; do run_one "js/$(basename "$t")" node tests/js/run-one.mjs "$t"; done
 fi
+for w in "${why[@]}"; do echo "why: $w"; done
 [ ${#broken[@]} -gt 0 ] && echo "failing: ${broken[*]}"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

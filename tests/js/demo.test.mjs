@@ -476,13 +476,16 @@ test('no main-thread task over 50 ms during a generation', async () => {
     byThread.get(k).push(e);
   }
   const all = [...byThread.values()].sort((a, b) => b.length - a.length)[0] ?? [];
-  // Tasks cut by the start or end of tracing carry no CPU time.
-  const tasks = all.filter((t) => t.tdur !== undefined);
-  assert.ok(tasks.length > 50, `the trace holds the page's tasks (${tasks.length})`);
-  assert.ok(tasks.length >= 0.95 * all.length, `the trace has thread CPU times (${tasks.length} of ${all.length} tasks)`);
-  const maxCpu = Math.max(...tasks.map((t) => t.tdur)) / 1000;
-  const maxWall = Math.max(...tasks.map((t) => t.dur)) / 1000;
-  console.log(`# generation of ${r.lastMs.toFixed(0)} ms: ${tasks.length} main-thread tasks, longest ${maxWall.toFixed(1)} ms wall / ${maxCpu.toFixed(1)} ms CPU; ` +
+  // Some tasks come without a thread CPU time: those cut by the start or end of tracing, and
+  // Chrome leaves it off tasks of a microsecond or so, which on a busy machine can be 6 % of
+  // them. For those the wall time stands in, since CPU time never exceeds it, so no task
+  // escapes the bound below.
+  const timed = all.filter((t) => t.tdur !== undefined);
+  assert.ok(all.length > 50, `the trace holds the page's tasks (${all.length})`);
+  assert.ok(timed.length >= 0.5 * all.length, `the trace has thread CPU times (${timed.length} of ${all.length} tasks)`);
+  const maxCpu = Math.max(...all.map((t) => t.tdur ?? t.dur)) / 1000;
+  const maxWall = Math.max(...all.map((t) => t.dur)) / 1000;
+  console.log(`# generation of ${r.lastMs.toFixed(0)} ms: ${all.length} main-thread tasks (${timed.length} with CPU times), longest ${maxWall.toFixed(1)} ms wall / ${maxCpu.toFixed(1)} ms CPU; ` +
     `the page's observer saw ${r.lastLong.length} over 50 ms (${r.long.length} in all ${r.generations} generations); load ${load.toFixed(1)} on ${os.cpus().length} cores`);
   assert.ok(maxCpu < 50, `a main-thread task used ${maxCpu.toFixed(1)} ms of CPU during generation`);
   if (load <= os.cpus().length) {
