@@ -20,6 +20,8 @@ CLI   := $(sort $(wildcard cli/*.c))
 SAN   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all test test-c test-asan test-js bench clean
+# A recipe that fails leaves no target behind (the relaxed builds are written, then rewritten).
+.DELETE_ON_ERROR:
 all: $(B)/nbl
 
 $(B)/obj/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
@@ -66,7 +68,8 @@ $(B)/arm/dot/%: tests/%.c tests/test.h $(SRC) src/nbl_impl.h include/nbl.h $(wil
 .PHONY: arm
 arm: $(ARM_BIN)
 
-test: all $(TBIN) $(ATBIN) wasm $(B)/wasm/tests/test_kernels.js $(ARM_BIN)
+test: all $(TBIN) $(ATBIN) wasm $(B)/wasm/tests/test_kernels.js $(B)/wasm/tests/test_kernels_rs.js \
+  $(B)/wasm/tests/test_kernels_rs_web.js $(ARM_BIN)
 	@B=$(B) bash tests/run.sh
 
 test-c: all $(TBIN)
@@ -117,6 +120,15 @@ WASM_GPU_LDFLAGS := -sASYNCIFY=1 -sASYNCIFY_STACK_SIZE=262144 -sEXPORTED_RUNTIME
 WASM_ST_OBJ := $(SRC:src/%.c=$(B)/wasm/st/%.o)
 WASM_GPU_OBJ := $(SRC:src/%.c=$(B)/wasm/gpu/%.o)
 WASM_MT_OBJ := $(SRC:src/%.c=$(B)/wasm/mt/%.o)
+# The relaxed-SIMD builds (nbl-st-rs, nbl-mt-rs): the same objects but the kernels, compiled with
+# -DNBL_WASM_RELAXED and linked with the stand-in exported, then rewritten by
+# scripts/wasm-relaxed.mjs. web/core.js loads them where the browser validates relaxed SIMD.
+WASM_RS_OBJ := $(filter-out $(B)/wasm/st/cpu_wasm.o,$(WASM_ST_OBJ)) $(B)/wasm/st/cpu_wasm_rs.o
+WASM_MTRS_OBJ := $(filter-out $(B)/wasm/mt/cpu_wasm.o,$(WASM_MT_OBJ)) $(B)/wasm/mt/cpu_wasm_rs.o
+WASM_RS_LDFLAGS := -sEXPORTED_FUNCTIONS=_malloc,_free,_nbl_relaxed_dot_i8x16_i7x16_add_s
+# Node 20 validates relaxed SIMD behind a flag; later versions have it on and may drop the flag.
+NODE_RELAXED := $(shell node --experimental-wasm-relaxed-simd -e 0 >/dev/null 2>&1 && echo --experimental-wasm-relaxed-simd)
+WASM_RELAX = node $(NODE_RELAXED) scripts/wasm-relaxed.mjs $(B)/wasm/link/$(1).wasm $(B)/wasm/link/$(1).wasm $(B)/wasm/link/$(1).mjs
 
 # The kernel tests on the SIMD128 table, run by node (tests/run.sh).
 $(B)/wasm/tests/test_kernels.js: tests/test_kernels.c tests/test.h $(WASM_ST_OBJ)
@@ -124,8 +136,23 @@ $(B)/wasm/tests/test_kernels.js: tests/test_kernels.c tests/test.h $(WASM_ST_OBJ
 	$(EMCC) $(WASM_CFLAGS) $< $(WASM_ST_OBJ) -o $@ -sALLOW_MEMORY_GROWTH=1 -sEXIT_RUNTIME=1 \
 	  -sENVIRONMENT=node -sNODERAWFS=1 -sSINGLE_FILE=1
 
+# The same tests on the relaxed-SIMD kernels: under node with the stand-in's exact body (node 20's
+# engine runs an earlier draft of the instruction), and rewritten like the shipped module for
+# Chromium (tests/js/wasm-relaxed.test.mjs runs it there).
+$(B)/wasm/tests/test_kernels_rs.js: tests/test_kernels.c tests/test.h $(WASM_RS_OBJ)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_CFLAGS) $< $(WASM_RS_OBJ) -o $@ -sALLOW_MEMORY_GROWTH=1 -sEXIT_RUNTIME=1 \
+	  -sENVIRONMENT=node -sNODERAWFS=1 -sSINGLE_FILE=1
+
+$(B)/wasm/tests/test_kernels_rs_web.js: tests/test_kernels.c tests/test.h $(WASM_RS_OBJ) scripts/wasm-relaxed.mjs
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_CFLAGS) $< $(WASM_RS_OBJ) -o $@ -sALLOW_MEMORY_GROWTH=1 -sEXIT_RUNTIME=1 \
+	  -sENVIRONMENT=web -sSINGLE_FILE=1 -sEXPORTED_FUNCTIONS=_main,_nbl_relaxed_dot_i8x16_i7x16_add_s
+	node $(NODE_RELAXED) scripts/wasm-relaxed.mjs $@ $@
+
 .PHONY: wasm
-wasm: $(WASM_OUT)/nbl-st.mjs $(WASM_OUT)/nbl-mt.mjs $(WASM_OUT)/nbl-gpu.mjs $(WASM_OUT)/package.json
+wasm: $(WASM_OUT)/nbl-st.mjs $(WASM_OUT)/nbl-mt.mjs $(WASM_OUT)/nbl-st-rs.mjs $(WASM_OUT)/nbl-mt-rs.mjs \
+  $(WASM_OUT)/nbl-gpu.mjs $(WASM_OUT)/package.json
 
 $(B)/wasm/st/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
@@ -134,6 +161,14 @@ $(B)/wasm/st/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 $(B)/wasm/mt/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(EMCC) $(WASM_CFLAGS) -pthread -c $< -o $@
+
+$(B)/wasm/st/cpu_wasm_rs.o: src/cpu_wasm.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_CFLAGS) -DNBL_WASM_RELAXED -c $< -o $@
+
+$(B)/wasm/mt/cpu_wasm_rs.o: src/cpu_wasm.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_CFLAGS) -pthread -DNBL_WASM_RELAXED -c $< -o $@
 
 $(B)/wasm/gpu/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
@@ -153,6 +188,18 @@ $(WASM_OUT)/nbl-mt.mjs: $(WASM_MT_OBJ)
 	@mkdir -p $(dir $@) $(B)/wasm/link
 	$(EMCC) $(WASM_LDFLAGS) $(WASM_MT_LDFLAGS) $^ -o $(B)/wasm/link/nbl-mt.mjs
 	@$(call WASM_INSTALL,nbl-mt)
+
+$(WASM_OUT)/nbl-st-rs.mjs: $(WASM_RS_OBJ) scripts/wasm-relaxed.mjs
+	@mkdir -p $(dir $@) $(B)/wasm/link
+	$(EMCC) $(WASM_LDFLAGS) $(WASM_RS_LDFLAGS) $(WASM_RS_OBJ) -o $(B)/wasm/link/nbl-st-rs.mjs
+	$(call WASM_RELAX,nbl-st-rs)
+	@$(call WASM_INSTALL,nbl-st-rs)
+
+$(WASM_OUT)/nbl-mt-rs.mjs: $(WASM_MTRS_OBJ) scripts/wasm-relaxed.mjs
+	@mkdir -p $(dir $@) $(B)/wasm/link
+	$(EMCC) $(WASM_LDFLAGS) $(WASM_MT_LDFLAGS) $(WASM_RS_LDFLAGS) $(WASM_MTRS_OBJ) -o $(B)/wasm/link/nbl-mt-rs.mjs
+	$(call WASM_RELAX,nbl-mt-rs)
+	@$(call WASM_INSTALL,nbl-mt-rs)
 
 $(WASM_OUT)/nbl-gpu.mjs: $(WASM_GPU_OBJ)
 	@mkdir -p $(dir $@) $(B)/wasm/link

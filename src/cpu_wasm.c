@@ -1,7 +1,8 @@
 /* cpu_wasm.c — WebAssembly SIMD128 kernels (compiled only under __wasm_simd128__): integer block
  * dot products for every weight type on ggml's activation blocks (i16x8 dot products of
- * sign-extended bytes, as baseline SIMD128 has no 8-bit dot), f16 conversion in integer ops, and
- * the elementwise helpers. Anywhere else this file only says the table is absent. */
+ * sign-extended bytes, as baseline SIMD128 has no 8-bit dot; built with -DNBL_WASM_RELAXED,
+ * relaxed SIMD's 8-bit dot product instead), f16 conversion in integer ops, and the elementwise
+ * helpers. Anywhere else this file only says the table is absent. */
 #include "kernels.h"
 
 #if defined(__wasm_simd128__)
@@ -66,6 +67,36 @@ static inline void f16x8_to_f32(v128_t h, v128_t *lo, v128_t *hi) {
     }
 }
 
+/* ---- relaxed SIMD ------------------------------------------------------------------------------
+ * Built with -DNBL_WASM_RELAXED, the kernels below take their 8-bit dot products from
+ * i32x4.relaxed_dot_i8x16_i7x16_add_s (one instruction, VNNI or pmaddubsw underneath) instead of
+ * widening to 16 bits. The compiler (clang 14) cannot emit that instruction, so the kernels call
+ * this stand-in, with the same operands and result, and scripts/wasm-relaxed.mjs turns every call
+ * in the linked module into the instruction. web/core.js loads that module only where the
+ * browser validates relaxed SIMD. The stand-in's body is exact for the inputs the instruction is
+ * deterministic on (b in 0..127), which are the only ones the kernels pass: unsigned 4- and 5-bit
+ * weights, never activations. */
+#if defined(NBL_WASM_RELAXED)
+v128_t nbl_relaxed_dot_i8x16_i7x16_add_s(v128_t a, v128_t b, v128_t c);
+/* A loop the compiler keeps: the linker's optimizer inlines small loop-free functions, which
+ * would leave no call to rewrite. */
+__attribute__((noinline, used)) v128_t nbl_relaxed_dot_i8x16_i7x16_add_s(v128_t a, v128_t b, v128_t c) {
+    int8_t x[16], y[16];
+    int32_t r[4];
+    wasm_v128_store(x, a);
+    wasm_v128_store(y, b);
+    wasm_v128_store(r, c);
+#pragma clang loop unroll(disable) vectorize(disable)
+    for (int i = 0; i < 16; i++) r[i / 4] += (int32_t)x[i] * y[i];
+    return wasm_v128_load(r);
+}
+#define RELAXED 1
+#define RDOT(a, b, c) nbl_relaxed_dot_i8x16_i7x16_add_s(a, b, c)
+#else
+#define RELAXED 0
+#define RDOT(a, b, c) ((void)(a), (void)(b), (c)) /* never reached: every use is under if (RELAXED) */
+#endif
+
 /* ---- 32-element block types --------------------------------------------------------------
  * Each block decodes to 32 signed bytes (lo = elements 0..15, hi = 16..31) and a float scale
  * (plus a minimum for Q4_1 / Q5_1, applied through the activation block's s = d*sum). */
@@ -78,7 +109,12 @@ ALWAYS_INLINE int w_bytes(int D) {
     return D == W_Q4_0 || D == W_IQ4 ? 18 : D == W_Q4_1 ? 20 : D == W_Q5_0 ? 22 : D == W_Q5_1 ? 24 : 34;
 }
 
-ALWAYS_INLINE void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi) {
+/* Types whose stored values are unsigned and below 32 (an offset or a minimum makes them
+ * signed): the relaxed dot takes them as they are. */
+ALWAYS_INLINE int w_small_unsigned(int D) { return D == W_Q4_0 || D == W_Q4_1 || D == W_Q5_0 || D == W_Q5_1; }
+
+/* raw: leave Q4_0 / Q5_0 values unsigned (0..15 / 0..31); the caller takes the offset off. */
+ALWAYS_INLINE void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi, const int raw) {
     const v128_t m4 = wasm_i8x16_splat(0x0F);
     if (D == W_Q8_0) {
         *lo = wasm_v128_load(blk + 2);
@@ -100,7 +136,7 @@ ALWAYS_INLINE void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi
         l = wasm_v128_or(l, wasm_v128_and(bits16(qh & 0xFFFF), b16));
         h = wasm_v128_or(h, wasm_v128_and(bits16(qh >> 16), b16));
     }
-    if (D == W_Q4_0 || D == W_Q5_0) {
+    if (!raw && (D == W_Q4_0 || D == W_Q5_0)) {
         const v128_t o = wasm_i8x16_splat(D == W_Q4_0 ? 8 : 16);
         l = wasm_i8x16_sub(l, o);
         h = wasm_i8x16_sub(h, o);
@@ -162,6 +198,10 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
                           size_t bx, int32_t nc, float *y, int64_t ldy) {
     const int64_t nb = K / 32;
     const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1, XB = MIN ? 36 : 34, XQ = MIN ? 4 : 2;
+    const int RX = RELAXED && w_small_unsigned(D);
+    /* Relaxed, signed weights (Q8_0, IQ4_NL): the activations split into their positive and
+     * negative parts, both 0..127 (activations are never -128), and w.x = w.x+ - w.x-. */
+    const int RS = RELAXED && (D == W_Q8_0 || D == W_IQ4);
     const uintptr_t lim = touch_limit();
     /* the rows are adjacent: a tile's blocks advance through nr * BS bytes of one stream */
     const size_t step = (size_t)nr * (size_t)BS;
@@ -174,6 +214,19 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
             const uint8_t *xb = xr + (size_t)b * XB;
             const v128_t xl = wasm_v128_load(xb + XQ), xh = wasm_v128_load(xb + XQ + 16);
             const float dx = h2f(ld16(xb)), sx = MIN ? h2f(ld16(xb + 2)) : 0.0f;
+            /* Relaxed: sum (q - O) x = dot(x, q) - O sum(x), the second term once for all rows. */
+            const v128_t zero = wasm_i32x4_splat(0);
+            v128_t init = zero, xpl = zero, xph = zero, xnl = zero, xnh = zero;
+            if (RX && (D == W_Q4_0 || D == W_Q5_0)) {
+                const v128_t one = wasm_i8x16_splat(1);
+                init = wasm_i32x4_mul(RDOT(xh, one, RDOT(xl, one, init)), wasm_i32x4_splat(D == W_Q4_0 ? -8 : -16));
+            }
+            if (RS) {
+                xpl = wasm_i8x16_max(xl, zero);
+                xph = wasm_i8x16_max(xh, zero);
+                xnl = wasm_i8x16_max(wasm_i8x16_neg(xl), zero);
+                xnh = wasm_i8x16_max(wasm_i8x16_neg(xh), zero);
+            }
             if (nc == 1) {
                 const uint8_t *ahead = w + TOUCH_DIST + (size_t)b * step;
                 touch(ahead, lim);
@@ -182,8 +235,11 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
             for (int32_t r = 0; r < nr; r++) {
                 const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
                 v128_t lo, hi;
-                dec32(D, blk, &lo, &hi);
-                acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(idot32(D, lo, hi, xl, xh)),
+                dec32(D, blk, &lo, &hi, RX);
+                const v128_t p = RX   ? RDOT(xh, hi, RDOT(xl, lo, init))
+                                 : RS ? wasm_i32x4_sub(RDOT(hi, xph, RDOT(lo, xpl, zero)), RDOT(hi, xnh, RDOT(lo, xnl, zero)))
+                                      : idot32(D, lo, hi, xl, xh);
+                acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(p),
                                                                wasm_f32x4_splat(h2f(ld16(blk)) * dx)));
                 if (MIN) accm[r] += h2f(ld16(blk + 2)) * sx;
             }
@@ -240,7 +296,7 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
         const nbl_block_q8_K *xk = xb + sb;
         const int8_t *q8 = xk->qs;
         v128_t isum = wasm_i32x4_splat(0);
-        int32_t msum = 0;
+        int32_t msum = 0, corr = 0; /* corr: the offsets the relaxed path takes off at the end */
         float d, dmin = 0.0f;
         if (Q == K_Q4 || Q == K_Q5) {
             const nbl_block_q4_K *b4 = (const nbl_block_q4_K *)row + sb;
@@ -261,7 +317,9 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
                     ua = wasm_v128_or(ua, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh0, j), one), 4));
                     ub = wasm_v128_or(ub, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh1, j), one), 4));
                 }
-                const v128_t s = wasm_i32x4_add(dot16(ua, wasm_v128_load(q8 + 32 * j)), dot16(ub, wasm_v128_load(q8 + 32 * j + 16)));
+                const v128_t xa = wasm_v128_load(q8 + 32 * j), xb2 = wasm_v128_load(q8 + 32 * j + 16);
+                const v128_t s = RELAXED ? RDOT(xb2, ub, RDOT(xa, ua, wasm_i32x4_splat(0)))
+                                         : wasm_i32x4_add(dot16(ua, xa), dot16(ub, xb2));
                 isum = wasm_i32x4_add(isum, wasm_i32x4_mul(s, wasm_i32x4_splat(smn[j])));
             }
         } else if (Q == K_Q6) {
@@ -277,9 +335,14 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
                         const v128_t src = (g & 1) ? qb : qa;
                         const v128_t lo = g < 2 ? wasm_v128_and(src, m4) : wasm_u8x16_shr(src, 4);
                         const v128_t hb = wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh, 2 * g), m3), 4);
-                        const v128_t v = wasm_i8x16_sub(wasm_v128_or(lo, hb), o32);
+                        const v128_t u = wasm_v128_or(lo, hb); /* 0..63, the stored value */
                         const int e = 128 * h + 32 * g + 16 * l16; /* first element of the slice */
-                        isum = wasm_i32x4_add(isum, wasm_i32x4_mul(dot16(v, wasm_v128_load(q8 + e)), wasm_i32x4_splat(b->scales[e / 16])));
+                        const v128_t xe = wasm_v128_load(q8 + e);
+                        /* relaxed: dot(u - 32, x) = dot(x, u) - 32 sum(x), the slice's sum
+                         * being its bsums entry */
+                        const v128_t d = RELAXED ? RDOT(xe, u, wasm_i32x4_splat(0)) : dot16(wasm_i8x16_sub(u, o32), xe);
+                        if (RELAXED) corr += 32 * b->scales[e / 16] * xk->bsums[e / 16];
+                        isum = wasm_i32x4_add(isum, wasm_i32x4_mul(d, wasm_i32x4_splat(b->scales[e / 16])));
                     }
                 }
         } else { /* Q2_K, Q3_K: 2-bit planes of qs, Q3_K's high bit in hmask */
@@ -300,17 +363,22 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
                     const v128_t hm = Q == K_Q3 ? wasm_v128_load(b3->hmask + 16 * l16) : wasm_i32x4_splat(0);
                     for (int g = 0; g < 4; g++) {
                         v128_t v = wasm_v128_and(wasm_u8x16_shr(q, 2 * g), m3);
-                        if (Q == K_Q3) {
+                        if (Q == K_Q3) { /* v | high bit << 2 is 0..7, the value less 4 */
                             const v128_t hb = wasm_v128_and(wasm_u8x16_shr(hm, 4 * h + g), one);
-                            v = wasm_i8x16_sub(wasm_v128_or(v, wasm_i8x16_shl(hb, 2)), o4);
+                            v = wasm_v128_or(v, wasm_i8x16_shl(hb, 2));
+                            if (!RELAXED) v = wasm_i8x16_sub(v, o4);
                         }
                         const int e = 128 * h + 32 * g + 16 * l16;
                         const int sc = Q == K_Q2 ? (b2->scales[e / 16] & 0xF) : q3k_scale(b3->scales, e / 16);
-                        isum = wasm_i32x4_add(isum, wasm_i32x4_mul(dot16(v, wasm_v128_load(q8 + e)), wasm_i32x4_splat(sc)));
+                        const v128_t xe = wasm_v128_load(q8 + e);
+                        const v128_t d = RELAXED ? RDOT(xe, v, wasm_i32x4_splat(0)) : dot16(v, xe);
+                        /* relaxed Q3_K: dot(v - 4, x) = dot(x, v) - 4 sum(x) */
+                        if (RELAXED && Q == K_Q3) corr += 4 * sc * xk->bsums[e / 16];
+                        isum = wasm_i32x4_add(isum, wasm_i32x4_mul(d, wasm_i32x4_splat(sc)));
                     }
                 }
         }
-        sum += xk->d * (d * (float)hsum_i32(isum) - dmin * (float)msum);
+        sum += xk->d * (d * (float)(hsum_i32(isum) - corr) - dmin * (float)msum);
     }
     return sum;
 }

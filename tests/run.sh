@@ -28,6 +28,9 @@ B=${B:-build}
 for t in "$B"/tests/test_*; do run_one "$(basename "$t")" "$t"; done
 # The same kernel tests on the WebAssembly SIMD128 table.
 [ -f "$B/wasm/tests/test_kernels.js" ] && run_one "wasm/test_kernels" node "$B/wasm/tests/test_kernels.js"
+# The relaxed-SIMD kernels with the stand-in's exact body (the instruction itself runs in Chromium:
+# tests/js/wasm-relaxed.test.mjs).
+[ -f "$B/wasm/tests/test_kernels_rs.js" ] && run_one "wasm/test_kernels_rs" node "$B/wasm/tests/test_kernels_rs.js"
 # The AArch64 builds under emulation (-cpu max: the dot-product and f16 extensions are there).
 for t in "$B"/arm/*/test_*; do
   [ -f "$t" ] && run_one "arm/$(basename "$(dirname "$t")")/$(basename "$t")" qemu-aarch64 -cpu max "$t"

@@ -1,6 +1,12 @@
 // TypeScript declarations for web/core.js: the WebAssembly build of the C library, wrapped.
 
 export declare function threadsAvailable(): boolean;
+/** True when this engine runs relaxed SIMD's 8-bit dot product as specified (then the CPU builds
+ * that use it, nbl-st-rs / nbl-mt-rs, load by default). */
+export declare function relaxedSimdAvailable(): boolean;
+/** The probe module relaxedSimdAvailable() runs: one export t() that returns 2376 where the
+ * instruction computes what the final proposal says. */
+export declare const RELAXED_PROBE: Uint8Array;
 export declare function hardwareThreads(): number;
 export declare function defaultThreads(): number;
 
@@ -26,7 +32,10 @@ export interface LoadCoreOptions {
   /** The GPU build (nbl-gpu.mjs): single-threaded, sessions may run their forward pass on WebGPU;
    * calls that evaluate must use the *Async methods. */
   gpu?: boolean;
-  /** Folder holding nbl-st.mjs / nbl-mt.mjs / nbl-gpu.mjs (default: web/dist/ next to core.js). */
+  /** The CPU builds whose kernels use relaxed SIMD's dot product: 'auto' (default: where
+   * relaxedSimdAvailable()), true (fails with CoreError 'unsupported' where not) or false. */
+  relaxed?: 'auto' | boolean;
+  /** Folder holding nbl-st.mjs / nbl-mt.mjs / nbl-gpu.mjs (and the -rs builds) (default: web/dist/ next to core.js). */
   dist?: string | URL;
 }
 
@@ -38,6 +47,8 @@ export declare class Core {
   readonly threaded: boolean;
   readonly threads: number;
   readonly simd: boolean;
+  /** The build's kernels use relaxed SIMD's 8-bit dot product. */
+  readonly relaxed: boolean;
   /** The GPU build: evaluating calls return promises. */
   readonly async: boolean;
   /** Calls a C export (name without the underscore) with numeric arguments. */

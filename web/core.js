@@ -13,6 +13,32 @@ export function threadsAvailable() {
   return IS_NODE || globalThis.crossOriginIsolated === true;
 }
 
+/** A module of one function, t(), that runs i32x4.relaxed_dot_i8x16_i7x16_add_s on constants
+ * (lanes of 48 85 122 -97 times 4 9 14 3, plus 2 in the lane it returns). It validates wherever
+ * relaxed SIMD's dot products are known; it returns 2376 only where they compute what the final
+ * proposal says (an engine with an earlier draft validates it and answers otherwise). */
+export const RELAXED_PROBE = Uint8Array.of(
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, 0x03,
+  0x02, 0x01, 0x00, 0x07, 0x05, 0x01, 0x01, 0x74, 0x00, 0x00, 0x0a, 0x40, 0x01, 0x3e, 0x00, 0xfd,
+  0x0c, 0x30, 0x55, 0x7a, 0x9f, 0x30, 0x55, 0x7a, 0x9f, 0x30, 0x55, 0x7a, 0x9f, 0x30, 0x55, 0x7a,
+  0x9f, 0xfd, 0x0c, 0x04, 0x09, 0x0e, 0x03, 0x04, 0x09, 0x0e, 0x03, 0x04, 0x09, 0x0e, 0x03, 0x04,
+  0x09, 0x0e, 0x03, 0xfd, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00,
+  0x00, 0x04, 0x00, 0x00, 0x00, 0xfd, 0x93, 0x02, 0xfd, 0x1b, 0x01, 0x0b);
+
+let relaxed;
+/** True when this engine runs relaxed SIMD's 8-bit dot product as specified: the builds that use
+ * it (nbl-st-rs, nbl-mt-rs) are then loaded instead of the baseline SIMD128 ones. */
+export function relaxedSimdAvailable() {
+  if (relaxed === undefined) {
+    try {
+      relaxed = new WebAssembly.Instance(new WebAssembly.Module(RELAXED_PROBE)).exports.t() === 2376;
+    } catch {
+      relaxed = false;
+    }
+  }
+  return relaxed;
+}
+
 /** Logical cores, as the platform reports them (1 when unknown). */
 export function hardwareThreads() {
   const n = globalThis.navigator?.hardwareConcurrency;
@@ -49,15 +75,19 @@ export const STATUS_CODE = Object.freeze(Object.fromEntries(STATUS.map((name, i)
  * Loads a build. Options: threads ('auto' | number; 1 picks the single-threaded build, more
  * the threaded one when threadsAvailable()), gpu (the build whose sessions can run their forward
  * pass in JavaScript, on WebGPU: single-threaded, and its calls that evaluate return promises),
- * dist (URL of the folder holding the builds). Resolves to a Core.
+ * relaxed ('auto' | boolean: the CPU builds with relaxed SIMD's dot product, by default where
+ * relaxedSimdAvailable()), dist (URL of the folder holding the builds). Resolves to a Core.
  */
-export async function loadCore({ threads = 'auto', gpu = false, dist = DEFAULT_DIST } = {}) {
+export async function loadCore({ threads = 'auto', gpu = false, relaxed = 'auto', dist = DEFAULT_DIST } = {}) {
   let n = threads === 'auto' || threads == null ? defaultThreads() : Math.floor(Number(threads));
   if (!(n >= 1)) throw new RangeError(`threads must be 'auto' or a positive number, got ${threads}`);
+  if (relaxed !== 'auto' && typeof relaxed !== 'boolean') throw new RangeError(`relaxed must be 'auto' or a boolean, got ${relaxed}`);
   const threaded = !gpu && n > 1 && threadsAvailable();
   if (!threaded) n = 1;
   const base = dist instanceof URL ? dist : new URL(dist, globalThis.location?.href ?? DEFAULT_DIST);
-  const build = gpu ? 'nbl-gpu' : threaded ? 'nbl-mt' : 'nbl-st';
+  if (relaxed === true && !relaxedSimdAvailable()) throw new CoreError('relaxed SIMD dot products are not available in this engine', 4);
+  const rs = !gpu && (relaxed === 'auto' ? relaxedSimdAvailable() : relaxed);
+  const build = (gpu ? 'nbl-gpu' : threaded ? 'nbl-mt' : 'nbl-st') + (rs ? '-rs' : '');
   const script = new URL(`${build}.mjs`, base);
   if (IS_NODE) {
     // Emscripten's node support predates ES modules: its glue expects CommonJS globals.
@@ -81,7 +111,7 @@ export async function loadCore({ threads = 'auto', gpu = false, dist = DEFAULT_D
   });
   // Node keeps a process alive while any worker is referenced; the pool should not.
   if (IS_NODE) for (const w of mod.PThread?.unusedWorkers ?? []) w.unref?.();
-  return new Core(mod, { threaded, threads: n, async: gpu });
+  return new Core(mod, { threaded, threads: n, async: gpu, relaxed: rs });
 }
 
 /** An ArrayBuffer or any typed array as a Uint8Array over the same memory (no copy). */
@@ -89,11 +119,13 @@ export const bytesView = (b) => (b instanceof ArrayBuffer ? new Uint8Array(b) : 
 
 /** The C API over one module instance. Pointers are unsigned: memory may exceed 2 GiB. */
 export class Core {
-  constructor(mod, { threaded, threads, async = false }) {
+  constructor(mod, { threaded, threads, async = false, relaxed = false }) {
     this.mod = mod;
     this.threaded = threaded;
     this.threads = threads;
     this.simd = true;
+    /** True on the builds whose kernels use relaxed SIMD's 8-bit dot product. */
+    this.relaxed = relaxed;
     // The GPU build (Asyncify): a call that evaluates may suspend while JavaScript runs the
     // forward pass, so it goes through ccall and resolves later. One such call at a time.
     this.async = async;

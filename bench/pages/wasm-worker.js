@@ -6,9 +6,9 @@
 import { loadCore } from '/web/core.js';
 
 self.onmessage = async (e) => {
-  const { model, threads, n, reps } = e.data;
+  const { model, threads, n, reps, relaxed = 'auto', dist } = e.data;
   try {
-    const core = await loadCore({ threads });
+    const core = await loadCore({ threads, relaxed, ...(dist ? { dist } : {}) });
     const r = await fetch(model);
     const m = await core.openModel(r);
     const s = core.newSession(m, { nCtx: 512 });
@@ -30,7 +30,7 @@ self.onmessage = async (e) => {
       const genRate = (k + 1) / ((performance.now() - t0) / 1000);
       if (rep > 0) { tg.push(tgRate); gen.push(genRate); }
     }
-    postMessage({ ok: true, tg, gen, threaded: core.threaded, threads: core.threads, kernels: m.info.kernels });
+    postMessage({ ok: true, tg, gen, threaded: core.threaded, threads: core.threads, kernels: m.info.kernels + (core.relaxed ? '+relaxed' : '') });
     s.dispose();
     m.dispose();
     core.terminate();
