@@ -33,12 +33,14 @@ const fmt = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 
 // nbl bench's tgN (llama-bench's method), one timed run per call, best of reps calls.
 // isa: NBL_ISA (e.g. 'ref', the portable scalar kernels the wasm build falls back to).
-function native(t, isa = '') {
+// test: 'tg' (decode, -n n) or 'pp' (a 128-token prompt).
+function native(t, isa = '', test = 'tg') {
   const rates = [];
   for (let i = 0; i < reps; i++) {
-    const r = spawnSync(nbl, ['bench', '-m', model, '-p', '0', '-n', String(n), '-t', String(t), '-r', '1'],
+    const a = test === 'pp' ? ['-p', '128', '-n', '0'] : ['-p', '0', '-n', String(n)];
+    const r = spawnSync(nbl, ['bench', '-m', model, ...a, '-t', String(t), '-r', '1'],
       { encoding: 'utf8', env: { ...process.env, NBL_ISA: isa } });
-    const m = /\|\s*tg\d+\s*\|\s*([\d.]+)/.exec(r.stdout ?? '');
+    const m = new RegExp(`\\|\\s*${test}\\d+\\s*\\|\\s*([\\d.]+)`).exec(r.stdout ?? '');
     if (!m) throw new Error(`nbl bench failed: ${r.stderr || r.stdout}`);
     rates.push(Number(m[1]));
   }
@@ -57,6 +59,7 @@ try {
     if (only.includes('native')) {
       r.native = native(c.t);
       r.nativeRef = native(c.t, 'ref');
+      r.nativePp = native(c.t, '', 'pp');
     }
     await page.goto(`${(c.isolated ? iso : plain).url}/bench/pages/wasm.html`);
     await page.waitForFunction(() => window.benchReady === true, null, { timeout: 30000 });
@@ -71,6 +74,7 @@ try {
         const k = relaxed === false ? 'base' : 'dflt';
         r[`tg_${k}`] = best(x.tg);
         r[`gen_${k}`] = best(x.gen);
+        r[`pp_${k}`] = best(x.pp);
         r[`kernels_${k}`] = x.kernels;
       }
     }
@@ -93,4 +97,10 @@ for (const [label, r] of Object.entries(results)) {
   console.log(`| ${label} | ${fmt(r.native)} | ${fmt(r.tg_base)} | ${fmt(r.tg_dflt)} (${r.kernels_dflt ?? '?'}) | ${fmt(r.tg_dflt / r.native)}x | ` +
     `${fmt(r.nativeRef)} | ${fmt(r.tg_dflt / r.nativeRef)}x | ${fmt(r.gen_dflt)} | ${fmt(r.wllama)} | ${fmt(r.gen_dflt / r.wllama)}x |`);
 }
-console.log('targets: wasm/native >= 0.6x, wasm/wllama >= 1.5x');
+console.log(`\nprompt tokens/s (pp128), ${path.basename(model)}, best of ${reps}`);
+console.log('| threads | native pp | wasm pp, SIMD128 | wasm pp, default build | wasm/native |');
+console.log('| --- | ---: | ---: | ---: | ---: |');
+for (const [label, r] of Object.entries(results)) {
+  console.log(`| ${label} | ${fmt(r.nativePp)} | ${fmt(r.pp_base)} | ${fmt(r.pp_dflt)} | ${fmt(r.pp_dflt / r.nativePp)}x |`);
+}
+console.log('targets: wasm/native >= 0.6x (decode), wasm/wllama >= 1.5x');

@@ -248,13 +248,80 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
     }
 }
 
+/* [sum(a), sum(b), sum(c), sum(d)] of four int32x4 vectors. */
+ALWAYS_INLINE v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) {
+    const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 2, 6), wasm_i32x4_shuffle(a, b, 1, 5, 3, 7));
+    const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 2, 6), wasm_i32x4_shuffle(c, d, 1, 5, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/* Prefill's full tile, 4 weight rows by 4 activation rows: each weight block is decoded once
+ * and its scale converted once for the four columns (tile32 repeats both per column), the four
+ * columns' block dots are summed across lanes into one vector and scaled together by
+ * d_w * [d_x0 .. d_x3], one float product per block, row and column as ggml makes it. acc[r]
+ * holds row r's four columns. */
+ALWAYS_INLINE void tile32_4x4(const int D, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx,
+                              float *y, int64_t ldy) {
+    const int64_t nb = K / 32;
+    const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1, XB = MIN ? 36 : 34, XQ = MIN ? 4 : 2;
+    const int RX = RELAXED && w_small_unsigned(D), RS = RELAXED && (D == W_Q8_0 || D == W_IQ4);
+    const v128_t zero = wasm_i32x4_splat(0);
+    v128_t acc[4] = {zero, zero, zero, zero};
+    for (int64_t b = 0; b < nb; b++) {
+        v128_t xl[4], xh[4], init[4], xn[4][2];
+        float dx[4], sx[4];
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *xb = x + (size_t)c * bx + (size_t)b * XB;
+            xl[c] = wasm_v128_load(xb + XQ);
+            xh[c] = wasm_v128_load(xb + XQ + 16);
+            dx[c] = h2f(ld16(xb));
+            sx[c] = MIN ? h2f(ld16(xb + 2)) : 0.0f;
+            init[c] = zero;
+            if (RX && (D == W_Q4_0 || D == W_Q5_0)) {
+                const v128_t one = wasm_i8x16_splat(1);
+                init[c] = wasm_i32x4_mul(RDOT(xh[c], one, RDOT(xl[c], one, zero)), wasm_i32x4_splat(D == W_Q4_0 ? -8 : -16));
+            }
+            if (RS) { /* x = x+ - x-: xl/xh keep the positive parts */
+                xn[c][0] = wasm_i8x16_max(wasm_i8x16_neg(xl[c]), zero);
+                xn[c][1] = wasm_i8x16_max(wasm_i8x16_neg(xh[c]), zero);
+                xl[c] = wasm_i8x16_max(xl[c], zero);
+                xh[c] = wasm_i8x16_max(xh[c], zero);
+            }
+        }
+        const v128_t dxv = wasm_f32x4_make(dx[0], dx[1], dx[2], dx[3]);
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
+            v128_t lo, hi, p[4];
+            dec32(D, blk, &lo, &hi, RX);
+            for (int c = 0; c < 4; c++)
+                p[c] = RX   ? RDOT(xh[c], hi, RDOT(xl[c], lo, init[c]))
+                     : RS ? wasm_i32x4_sub(RDOT(hi, xh[c], RDOT(lo, xl[c], zero)), RDOT(hi, xn[c][1], RDOT(lo, xn[c][0], zero)))
+                          : idot32(D, lo, hi, xl[c], xh[c]);
+            const v128_t sc = wasm_f32x4_mul(wasm_f32x4_splat(h2f(ld16(blk))), dxv);
+            acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum4_i32(p[0], p[1], p[2], p[3])), sc));
+            if (MIN)
+                acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_splat(h2f(ld16(blk + 2))),
+                                                               wasm_f32x4_make(sx[0], sx[1], sx[2], sx[3])));
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        y[r] = wasm_f32x4_extract_lane(acc[r], 0);
+        y[ldy + r] = wasm_f32x4_extract_lane(acc[r], 1);
+        y[2 * ldy + r] = wasm_f32x4_extract_lane(acc[r], 2);
+        y[3 * ldy + r] = wasm_f32x4_extract_lane(acc[r], 3);
+    }
+}
+
 #define MAKE_TILE32(name, D)                                                                    \
     static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx,  \
                      int32_t nc, float *y, int64_t ldy) {                                       \
         /* nr as a constant: the row loop unrolls and acc[] stays in wasm locals (a runtime  \
          * index would keep it in linear memory, a load and a store per block). */          \
         switch (nr) {                                                                           \
-        case 4: tile32(D, K, w, bw, 4, x, bx, nc, y, ldy); break;                               \
+        case 4:                                                                                 \
+            if (nc == 4) tile32_4x4(D, K, w, bw, x, bx, y, ldy);                                \
+            else tile32(D, K, w, bw, 4, x, bx, nc, y, ldy);                                     \
+            break;                                                                              \
         case 3: tile32(D, K, w, bw, 3, x, bx, nc, y, ldy); break;                               \
         case 2: tile32(D, K, w, bw, 2, x, bx, nc, y, ldy); break;                               \
         case 1: tile32(D, K, w, bw, 1, x, bx, nc, y, ldy); break;                               \
