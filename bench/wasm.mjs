@@ -82,6 +82,8 @@ try {
       const y = await page.evaluate((a) => window.bench.wllama(a), o);
       if (!y.ok) console.error(`wllama: ${y.error}`);
       r.wllama = y.ok ? best(y.gen) : NaN;
+      r.wllamaPp = y.ok ? best(y.pp) : NaN;
+      r.wllamaPromptN = y.promptN;
     }
   }
 } finally {
@@ -98,9 +100,10 @@ for (const [label, r] of Object.entries(results)) {
     `${fmt(r.nativeRef)} | ${fmt(r.tg_dflt / r.nativeRef)}x | ${fmt(r.gen_dflt)} | ${fmt(r.wllama)} | ${fmt(r.gen_dflt / r.wllama)}x |`);
 }
 console.log(`\nprompt tokens/s (pp128), ${path.basename(model)}, best of ${reps}`);
-console.log('| threads | native pp | wasm pp, SIMD128 | wasm pp, default build | wasm/native |');
-console.log('| --- | ---: | ---: | ---: | ---: |');
+console.log('| threads | native pp | wasm pp, SIMD128 | wasm pp, default build | wasm/native | wllama pp (prompt tokens) | wasm/wllama |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const [label, r] of Object.entries(results)) {
-  console.log(`| ${label} | ${fmt(r.nativePp)} | ${fmt(r.pp_base)} | ${fmt(r.pp_dflt)} | ${fmt(r.pp_dflt / r.nativePp)}x |`);
+  console.log(`| ${label} | ${fmt(r.nativePp)} | ${fmt(r.pp_base)} | ${fmt(r.pp_dflt)} | ${fmt(r.pp_dflt / r.nativePp)}x | ` +
+    `${fmt(r.wllamaPp)} (${r.wllamaPromptN ?? '?'}) | ${fmt(r.pp_dflt / r.wllamaPp)}x |`);
 }
 console.log('targets: wasm/native >= 0.6x (decode), wasm/wllama >= 1.5x');

@@ -351,19 +351,24 @@ static inline int q3k_scale(const uint8_t *sc, int j) {
     return (lo | (hi << 4)) - 32;
 }
 
-/* lim: touch_limit() when decoding (each row is read once), else 0 (no touching). */
-ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_block_q8_K *xb, uintptr_t lim) {
+/* One weight row against NC activation rows (xs[c], ggml Q8_K blocks): out[c] = the dot. Each
+ * super-block's scales and quants are decoded once for all NC columns, which is what prefill's
+ * tiles need (decode is NC = 1). lim: touch_limit() when decoding (each row is read once), else
+ * 0 (no touching). */
+ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *row, const nbl_block_q8_K *const *xs,
+                          uintptr_t lim, float *out) {
     const int64_t nsb = K / 256;
     const v128_t m4 = wasm_i8x16_splat(0x0F), m3 = wasm_i8x16_splat(3), one = wasm_i8x16_splat(1);
+    const v128_t zero = wasm_i32x4_splat(0);
     const size_t SBB = Q == K_Q2 ? sizeof(nbl_block_q2_K) : Q == K_Q3 ? sizeof(nbl_block_q3_K)
                      : Q == K_Q4 ? sizeof(nbl_block_q4_K) : Q == K_Q5 ? sizeof(nbl_block_q5_K) : sizeof(nbl_block_q6_K);
-    float sum = 0.0f;
+    float sum[4] = {0, 0, 0, 0};
     for (int64_t sb = 0; sb < nsb; sb++) {
         for (size_t o = 0; lim && o < SBB; o += 64) touch(row + TOUCH_DIST + (size_t)sb * SBB + o, lim);
-        const nbl_block_q8_K *xk = xb + sb;
-        const int8_t *q8 = xk->qs;
-        v128_t isum = wasm_i32x4_splat(0);
-        int32_t msum = 0, corr = 0; /* corr: the offsets the relaxed path takes off at the end */
+        const nbl_block_q8_K *xk[4];
+        v128_t isum[4];
+        int32_t msum[4], corr[4]; /* corr: the offsets the relaxed path takes off at the end */
+        for (int c = 0; c < NC; c++) xk[c] = xs[c] + sb, isum[c] = zero, msum[c] = 0, corr[c] = 0;
         float d, dmin = 0.0f;
         if (Q == K_Q4 || Q == K_Q5) {
             const nbl_block_q4_K *b4 = (const nbl_block_q4_K *)row + sb;
@@ -373,9 +378,10 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
             dmin = h2f(Q == K_Q4 ? b4->dmin : b5->dmin);
             uint8_t smn[16];
             unpack_k4(Q == K_Q4 ? b4->scales : b5->scales, smn);
-            for (int j = 0; j < 8; j++) msum += smn[8 + j] * (xk->bsums[2 * j] + xk->bsums[2 * j + 1]);
-            const v128_t qh0 = Q == K_Q5 ? wasm_v128_load(b5->qh) : wasm_i32x4_splat(0);
-            const v128_t qh1 = Q == K_Q5 ? wasm_v128_load(b5->qh + 16) : wasm_i32x4_splat(0);
+            for (int c = 0; c < NC; c++)
+                for (int j = 0; j < 8; j++) msum[c] += smn[8 + j] * (xk[c]->bsums[2 * j] + xk[c]->bsums[2 * j + 1]);
+            const v128_t qh0 = Q == K_Q5 ? wasm_v128_load(b5->qh) : zero;
+            const v128_t qh1 = Q == K_Q5 ? wasm_v128_load(b5->qh + 16) : zero;
             for (int j = 0; j < 8; j++) {
                 const v128_t a = wasm_v128_load(qs + (j / 2) * 32), b = wasm_v128_load(qs + (j / 2) * 32 + 16);
                 v128_t ua = (j & 1) ? wasm_u8x16_shr(a, 4) : wasm_v128_and(a, m4);
@@ -384,10 +390,12 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
                     ua = wasm_v128_or(ua, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh0, j), one), 4));
                     ub = wasm_v128_or(ub, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh1, j), one), 4));
                 }
-                const v128_t xa = wasm_v128_load(q8 + 32 * j), xb2 = wasm_v128_load(q8 + 32 * j + 16);
-                const v128_t s = RELAXED ? RDOT(xb2, ub, RDOT(xa, ua, wasm_i32x4_splat(0)))
-                                         : wasm_i32x4_add(dot16(ua, xa), dot16(ub, xb2));
-                isum = wasm_i32x4_add(isum, wasm_i32x4_mul(s, wasm_i32x4_splat(smn[j])));
+                const v128_t scj = wasm_i32x4_splat(smn[j]);
+                for (int c = 0; c < NC; c++) {
+                    const v128_t xa = wasm_v128_load(xk[c]->qs + 32 * j), xb2 = wasm_v128_load(xk[c]->qs + 32 * j + 16);
+                    const v128_t s = RELAXED ? RDOT(xb2, ub, RDOT(xa, ua, zero)) : wasm_i32x4_add(dot16(ua, xa), dot16(ub, xb2));
+                    isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(s, scj));
+                }
             }
         } else if (Q == K_Q6) {
             const nbl_block_q6_K *b = (const nbl_block_q6_K *)row + sb;
@@ -403,13 +411,17 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
                         const v128_t lo = g < 2 ? wasm_v128_and(src, m4) : wasm_u8x16_shr(src, 4);
                         const v128_t hb = wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh, 2 * g), m3), 4);
                         const v128_t u = wasm_v128_or(lo, hb); /* 0..63, the stored value */
+                        const v128_t v = RELAXED ? u : wasm_i8x16_sub(u, o32);
                         const int e = 128 * h + 32 * g + 16 * l16; /* first element of the slice */
-                        const v128_t xe = wasm_v128_load(q8 + e);
-                        /* relaxed: dot(u - 32, x) = dot(x, u) - 32 sum(x), the slice's sum
-                         * being its bsums entry */
-                        const v128_t d = RELAXED ? RDOT(xe, u, wasm_i32x4_splat(0)) : dot16(wasm_i8x16_sub(u, o32), xe);
-                        if (RELAXED) corr += 32 * b->scales[e / 16] * xk->bsums[e / 16];
-                        isum = wasm_i32x4_add(isum, wasm_i32x4_mul(d, wasm_i32x4_splat(b->scales[e / 16])));
+                        const int sc = b->scales[e / 16];
+                        for (int c = 0; c < NC; c++) {
+                            const v128_t xe = wasm_v128_load(xk[c]->qs + e);
+                            /* relaxed: dot(u - 32, x) = dot(x, u) - 32 sum(x), the slice's sum
+                             * being its bsums entry */
+                            const v128_t dd = RELAXED ? RDOT(xe, v, zero) : dot16(v, xe);
+                            if (RELAXED) corr[c] += 32 * sc * xk[c]->bsums[e / 16];
+                            isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(dd, wasm_i32x4_splat(sc)));
+                        }
                     }
                 }
         } else { /* Q2_K, Q3_K: 2-bit planes of qs, Q3_K's high bit in hmask */
@@ -419,7 +431,8 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
             if (Q == K_Q2) {
                 d = h2f(b2->d);
                 dmin = h2f(b2->dmin);
-                for (int j = 0; j < 16; j++) msum += (b2->scales[j] >> 4) * xk->bsums[j];
+                for (int c = 0; c < NC; c++)
+                    for (int j = 0; j < 16; j++) msum[c] += (b2->scales[j] >> 4) * xk[c]->bsums[j];
             } else {
                 d = h2f(b3->d);
             }
@@ -427,7 +440,7 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
             for (int h = 0; h < 2; h++)
                 for (int l16 = 0; l16 < 2; l16++) {
                     const v128_t q = wasm_v128_load(qs + 32 * h + 16 * l16);
-                    const v128_t hm = Q == K_Q3 ? wasm_v128_load(b3->hmask + 16 * l16) : wasm_i32x4_splat(0);
+                    const v128_t hm = Q == K_Q3 ? wasm_v128_load(b3->hmask + 16 * l16) : zero;
                     for (int g = 0; g < 4; g++) {
                         v128_t v = wasm_v128_and(wasm_u8x16_shr(q, 2 * g), m3);
                         if (Q == K_Q3) { /* v | high bit << 2 is 0..7, the value less 4 */
@@ -437,27 +450,43 @@ ALWAYS_INLINE float dotk(const int Q, int64_t K, const uint8_t *row, const nbl_b
                         }
                         const int e = 128 * h + 32 * g + 16 * l16;
                         const int sc = Q == K_Q2 ? (b2->scales[e / 16] & 0xF) : q3k_scale(b3->scales, e / 16);
-                        const v128_t xe = wasm_v128_load(q8 + e);
-                        const v128_t d = RELAXED ? RDOT(xe, v, wasm_i32x4_splat(0)) : dot16(v, xe);
-                        /* relaxed Q3_K: dot(v - 4, x) = dot(x, v) - 4 sum(x) */
-                        if (RELAXED && Q == K_Q3) corr += 4 * sc * xk->bsums[e / 16];
-                        isum = wasm_i32x4_add(isum, wasm_i32x4_mul(d, wasm_i32x4_splat(sc)));
+                        for (int c = 0; c < NC; c++) {
+                            const v128_t xe = wasm_v128_load(xk[c]->qs + e);
+                            const v128_t dd = RELAXED ? RDOT(xe, v, zero) : dot16(v, xe);
+                            /* relaxed Q3_K: dot(v - 4, x) = dot(x, v) - 4 sum(x) */
+                            if (RELAXED && Q == K_Q3) corr[c] += 4 * sc * xk[c]->bsums[e / 16];
+                            isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(dd, wasm_i32x4_splat(sc)));
+                        }
                     }
                 }
         }
-        sum += xk->d * (d * (float)(hsum_i32(isum) - corr) - dmin * (float)msum);
+        for (int c = 0; c < NC; c++)
+            sum[c] += xk[c]->d * (d * (float)(hsum_i32(isum[c]) - corr[c]) - dmin * (float)msum[c]);
     }
-    return sum;
+    for (int c = 0; c < NC; c++) out[c] = sum[c];
 }
 
+/* Full prefill tiles (nc = 4) decode each row once for the four columns; the rest go column by
+ * column. */
 #define MAKE_TILEK(name, Q)                                                                     \
     static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx,  \
                      int32_t nc, float *y, int64_t ldy) {                                       \
-        const uintptr_t lim = nc == 1 ? touch_limit() : 0;                                      \
-        for (int32_t c = 0; c < nc; c++)                                                        \
-            for (int32_t r = 0; r < nr; r++)                                                    \
-                y[c * ldy + r] = dotk(Q, K, (const uint8_t *)w + (size_t)r * bw,                \
-                                      (const nbl_block_q8_K *)((const uint8_t *)x + (size_t)c * bx), lim); \
+        const uint8_t *xb = (const uint8_t *)x;                                                 \
+        const nbl_block_q8_K *xs[4] = {(const nbl_block_q8_K *)xb, (const nbl_block_q8_K *)(xb + bx), \
+                                       (const nbl_block_q8_K *)(xb + 2 * bx), (const nbl_block_q8_K *)(xb + 3 * bx)}; \
+        float o[4];                                                                             \
+        for (int32_t r = 0; r < nr; r++) {                                                      \
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * bw;                           \
+            if (nc == 4) {                                                                      \
+                dotk_n(Q, 4, K, row, xs, 0, o);                                                 \
+                for (int c = 0; c < 4; c++) y[c * ldy + r] = o[c];                              \
+            } else {                                                                            \
+                for (int32_t c = 0; c < nc; c++) {                                              \
+                    dotk_n(Q, 1, K, row, xs + c, nc == 1 ? touch_limit() : 0, o);               \
+                    y[c * ldy + r] = o[0];                                                      \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
     }
 MAKE_TILEK(wt_q2_K, K_Q2)
 MAKE_TILEK(wt_q3_K, K_Q3)
