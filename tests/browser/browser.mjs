@@ -2,6 +2,7 @@
 // (which never downloads a browser), with a fresh profile that close() deletes.
 //   const b = await launchBrowser(); const page = await b.newPage(); ...; await b.close();
 
+import { before, after } from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,4 +50,31 @@ export async function launchBrowser({ args = [] } = {}) {
       try { await context.close(); } finally { fs.rmSync(dir, { recursive: true, force: true }); }
     },
   };
+}
+
+/**
+ * For a test file whose pages load the wasm builds: a plain local server, a cross-origin isolated
+ * one (COOP/COEP, which the threaded build needs) and a Chromium tab, started in before() and
+ * stopped in after(). Returns the object whose plain, isolated, browser and page fields they
+ * fill, and open(site, pagePath, readyFlag) to load a test page and wait for window[readyFlag].
+ */
+export function browserSites() {
+  const s = {};
+  before(async () => {
+    const { startServer } = await import('../server/server.mjs');
+    s.plain = await startServer();
+    s.isolated = await startServer({ coopCoep: true });
+    s.browser = await launchBrowser();
+    s.page = await s.browser.newPage();
+  });
+  after(async () => {
+    await s.browser?.close();
+    await s.plain?.close();
+    await s.isolated?.close();
+  });
+  s.open = async (site, pagePath, readyFlag) => {
+    await s.page.goto(`${site.url}${pagePath}`);
+    await s.page.waitForFunction((f) => window[f] === true, readyFlag, { timeout: 15000 });
+  };
+  return s;
 }

@@ -5,39 +5,25 @@
 // single-threaded build (plain page) and on the threaded one (cross-origin isolated page); then
 // a model installed through the store from the catalog.
 
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, FIXTURES_DIR, REPO_ROOT } from '../server/server.mjs';
-import { launchBrowser } from '../browser/browser.mjs';
+import { FIXTURES_DIR, REPO_ROOT } from '../server/server.mjs';
+import { browserSites } from '../browser/browser.mjs';
 
 const FILE = 'qwen2-tiny-realvocab-q8_0.gguf';
 const BYTES = fs.readFileSync(path.join(FIXTURES_DIR, 'models', FILE));
-let browser, page, plain, isolated;
-
-before(async () => {
+before(() => {
   for (const f of ['nbl-st.mjs', 'nbl-mt.mjs']) {
     assert.ok(fs.existsSync(path.join(REPO_ROOT, 'web/dist', f)), `web/dist/${f} is missing: run make wasm`);
   }
-  plain = await startServer();
-  isolated = await startServer({ coopCoep: true });
-  browser = await launchBrowser();
-  page = await browser.newPage();
 });
-after(async () => {
-  await browser?.close();
-  await plain?.close();
-  await isolated?.close();
-});
-
-async function open(site) {
-  await page.goto(`${site.url}/tests/browser/pages/engine.html`);
-  await page.waitForFunction(() => window.nblReady === true, null, { timeout: 15000 });
-}
-const call = (fn, ...args) => page.evaluate(fn, ...args);
-const logs = () => browser.logs.slice(-20).join('\n');
+const sites = browserSites();
+const open = (site) => sites.open(site, '/tests/browser/pages/engine.html', 'nblReady');
+const call = (fn, ...args) => sites.page.evaluate(fn, ...args);
+const logs = () => sites.browser.logs.slice(-20).join('\n');
 
 const MESSAGES = [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Tell me a long story about a dragon.' }];
 
@@ -84,13 +70,13 @@ async function streamAbortChat(expectThreaded) {
 }
 
 test('worker engine on the single-threaded build: stream, abort midway, chat again', async () => {
-  await open(plain);
+  await open(sites.plain);
   assert.equal(await call(() => nbl.isolated()), false);
   await streamAbortChat(false);
 });
 
 test('the same engine in the page (worker: false) streams too', async () => {
-  await open(plain);
+  await open(sites.plain);
   const info = await call((m) => nbl.load({ model: m, nCtx: 256, worker: false }), `/fixtures/models/${FILE}`);
   assert.equal(info.worker, undefined);
   assert.equal(info.threaded, false);
@@ -101,39 +87,39 @@ test('the same engine in the page (worker: false) streams too', async () => {
 });
 
 test('worker engine on the threaded build (COOP/COEP): stream, abort midway, chat again', async () => {
-  await open(isolated);
+  await open(sites.isolated);
   assert.equal(await call(() => nbl.isolated()), true);
   await streamAbortChat(true);
 });
 
 test('a catalog model is installed through the store with progress, then chats; a second load does not download', async () => {
-  await open(isolated);
+  await open(sites.isolated);
   const id = 'tiny-realvocab-test';
   const catalog = {
     version: 1, default: id,
     models: [{
       id, name: 'Tiny real-vocabulary test model', description: 'Fixture with random weights.',
-      url: `${isolated.url}/fixtures/models/${FILE}`, size: BYTES.length,
+      url: `${sites.isolated.url}/fixtures/models/${FILE}`, size: BYTES.length,
       sha256: createHash('sha256').update(BYTES).digest('hex'),
       architecture: 'qwen2', quantization: 'Q8_0', context: 4096,
       sampling: { temperature: 0.7, top_p: 0.8, top_k: 20, repeat_penalty: 1.1 }, license: 'MIT',
     }],
   };
-  const before = isolated.log.length;
+  const before = sites.isolated.log.length;
   const info = await call((c) => nbl.load({ model: c.default, catalog: c, nCtx: 512 }), catalog);
   assert.equal(info.model, id);
   const prog = await call(() => nbl.progress);
   assert.ok(prog.some((p) => p.phase === 'download'), 'download progress');
   assert.ok(prog.some((p) => p.phase === 'load'), 'load progress');
-  const fetched = isolated.log.slice(before).filter((e) => e.path?.includes(FILE) || e.url?.includes(FILE));
+  const fetched = sites.isolated.log.slice(before).filter((e) => e.path?.includes(FILE) || e.url?.includes(FILE));
   assert.ok(fetched.length >= 1, 'the model was downloaded');
   const r = await call(() => nbl.chat({ messages: [{ role: 'user', content: 'Hi!' }], max_tokens: 6 }));
   assert.equal(r.error, undefined, JSON.stringify(r.error));
   assert.equal(r.model, id);
   assert.ok(r.usage.completion_tokens >= 1);
   // Installed now: loading again reads it from storage without a request for the model.
-  const mark = isolated.log.length;
+  const mark = sites.isolated.log.length;
   await call((c) => nbl.load({ model: c.default, catalog: c, nCtx: 512 }), catalog);
-  assert.equal(isolated.log.slice(mark).filter((e) => (e.path ?? e.url ?? '').includes(FILE)).length, 0);
+  assert.equal(sites.isolated.log.slice(mark).filter((e) => (e.path ?? e.url ?? '').includes(FILE)).length, 0);
   await call(() => nbl.dispose());
 });

@@ -28,7 +28,7 @@ export function top2(r) {
 }
 
 // Returns { cos, rel, decisive, ok }; failures are collected, not thrown, to report all rows.
-export function compareFull(ours, gold, t, fails, label) {
+export function compareFull(ours, gold, t, fails, label, refName = 'llama.cpp') {
   let dot = 0, na = 0, nb = 0, maxd = 0;
   for (let i = 0; i < gold.length; i++) {
     dot += ours[i] * gold[i]; na += ours[i] * ours[i]; nb += gold[i] * gold[i];
@@ -38,7 +38,7 @@ export function compareFull(ours, gold, t, fails, label) {
   if (!(cos >= t.cos)) fails.push(`${label}: cosine ${cos.toFixed(7)} < ${t.cos}`);
   if (!(rel <= t.rel)) fails.push(`${label}: max|d|/std ${rel.toFixed(4)} > ${t.rel}`);
   const g = top2(gold), decisive = g.gap >= 0.1 * gs;
-  if (decisive && top2(ours).top !== g.top) fails.push(`${label}: top-1 ${top2(ours).top}, llama.cpp ${g.top}`);
+  if (decisive && top2(ours).top !== g.top) fails.push(`${label}: top-1 ${top2(ours).top}, ${refName} ${g.top}`);
   return { cos, rel, decisive };
 }
 

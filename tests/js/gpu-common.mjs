@@ -15,49 +15,17 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { startServer, FIXTURES_DIR, REPO_ROOT } from '../server/server.mjs';
 import { launchBrowser } from '../browser/browser.mjs';
+import { compareFull, tolerance, stats, top2 } from './golden-check.mjs';
 
 export const GOLDEN = path.join(FIXTURES_DIR, 'golden');
 export const MODELS = path.join(FIXTURES_DIR, 'models');
 export const NBL = path.resolve(REPO_ROOT, process.env.B ?? 'build', 'nbl');
 export const THOROUGH = !!process.env.NBL_GPU_THOROUGH;
 
-export function tolerance(name) {
-  if (/-f16|-f32|stories260K/.test(name)) return { cos: 0.99999, rel: 0.01 };
-  if (/-bf16/.test(name)) return { cos: 0.9999, rel: 0.05 };
-  return { cos: 0.999, rel: 0.15 };
-}
-
-export function stats(r) {
-  let s = 0;
-  for (const v of r) s += v;
-  const mean = s / r.length;
-  let ss = 0;
-  for (const v of r) ss += (v - mean) * (v - mean);
-  return { mean, std: Math.sqrt(ss / r.length) };
-}
-
-export function top2(r) {
-  let a = 0, b = -1;
-  for (let i = 1; i < r.length; i++) {
-    if (r[i] > r[a]) { b = a; a = i; } else if (b < 0 || r[i] > r[b]) b = i;
-  }
-  return { top: a, gap: r[a] - r[b] };
-}
+export { tolerance, stats, top2 } from './golden-check.mjs';
 
 // Collects failures of one row against a reference row; returns { cos, rel, decisive }.
-export function compareRow(ours, ref, t, fails, label) {
-  let dot = 0, na = 0, nb = 0, maxd = 0;
-  for (let i = 0; i < ref.length; i++) {
-    dot += ours[i] * ref[i]; na += ours[i] * ours[i]; nb += ref[i] * ref[i];
-    maxd = Math.max(maxd, Math.abs(ours[i] - ref[i]));
-  }
-  const rs = stats(ref).std, cos = dot / Math.sqrt(na * nb), rel = maxd / rs;
-  if (!(cos >= t.cos)) fails.push(`${label}: cosine ${cos.toFixed(7)} < ${t.cos}`);
-  if (!(rel <= t.rel)) fails.push(`${label}: max|d|/std ${rel.toFixed(4)} > ${t.rel}`);
-  const g = top2(ref), decisive = g.gap >= 0.1 * rs;
-  if (decisive && top2(ours).top !== g.top) fails.push(`${label}: top-1 ${top2(ours).top}, reference ${g.top}`);
-  return { cos, rel, decisive };
-}
+export const compareRow = (ours, ref, t, fails, label) => compareFull(ours, ref, t, fails, label, 'reference');
 
 export const f32 = (b64) => { const b = Buffer.from(b64, 'base64'); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
 const readF32 = (file) => { const b = fs.readFileSync(file); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };

@@ -4,45 +4,31 @@
 // are), every fixture against llama.cpp's logits on the single-threaded build and a few on the
 // threaded one, and the choice of build (relaxed where available, the baseline when asked).
 
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, FIXTURES_DIR, REPO_ROOT } from '../server/server.mjs';
-import { launchBrowser } from '../browser/browser.mjs';
+import { FIXTURES_DIR, REPO_ROOT } from '../server/server.mjs';
+import { browserSites } from '../browser/browser.mjs';
 
 const names = fs.readdirSync(path.join(FIXTURES_DIR, 'golden')).filter((n) => n.endsWith('.json')).sort();
-let browser, page, plain, isolated;
-
-before(async () => {
+before(() => {
   for (const f of ['web/dist/nbl-st-rs.wasm', 'web/dist/nbl-mt-rs.wasm', 'build/wasm/tests/test_kernels_rs_web.js']) {
     assert.ok(fs.existsSync(path.join(REPO_ROOT, f)), `${f} is missing: run make test (or make wasm)`);
   }
-  plain = await startServer();
-  isolated = await startServer({ coopCoep: true });
-  browser = await launchBrowser();
-  page = await browser.newPage();
 });
-after(async () => {
-  await browser?.close();
-  await plain?.close();
-  await isolated?.close();
-});
-
-async function open(site) {
-  await page.goto(`${site.url}/tests/browser/pages/relaxed.html`);
-  await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
-}
-const logs = () => browser.logs.slice(-20).join('\n');
+const sites = browserSites();
+const open = (site) => sites.open(site, '/tests/browser/pages/relaxed.html', 'ready');
+const logs = () => sites.browser.logs.slice(-20).join('\n');
 
 test('Chromium runs relaxed SIMD dot products as specified', async () => {
-  await open(plain);
-  assert.equal(await page.evaluate(() => window.relaxed.available), true, 'the probe module (web/core.js) failed here');
+  await open(sites.plain);
+  assert.equal(await sites.page.evaluate(() => window.relaxed.available), true, 'the probe module (web/core.js) failed here');
 });
 
 test('kernel tests pass on the rewritten relaxed-SIMD table', async () => {
-  await open(plain);
-  const r = await page.evaluate(() => window.relaxed.kernels());
+  await open(sites.plain);
+  const r = await sites.page.evaluate(() => window.relaxed.kernels());
   const summary = r.lines.find((l) => /^\d+ passed, \d+ failed$/.test(l));
   assert.ok(summary, `no summary line:\n${r.lines.slice(-20).join('\n')}\n${logs()}`);
   const [, p, f] = /^(\d+) passed, (\d+) failed$/.exec(summary).map(Number);
@@ -60,25 +46,25 @@ function report(r) {
 }
 
 test(`single-threaded relaxed build matches llama.cpp on ${names.length} goldens`, async () => {
-  await open(plain);
-  const r = await page.evaluate((n) => window.relaxed.goldens(n, { threads: 1 }), names);
+  await open(sites.plain);
+  const r = await sites.page.evaluate((n) => window.relaxed.goldens(n, { threads: 1 }), names);
   assert.equal(r.relaxed, true);
   assert.equal(r.out.length, names.length);
   report(r);
 });
 
 test('threaded relaxed build matches llama.cpp (cross-origin isolated page)', async () => {
-  await open(isolated);
+  await open(sites.isolated);
   const pick = names.filter((n) => /q4_0|q5_1|q4_k_m|q6_k/.test(n));
-  const r = await page.evaluate((n) => window.relaxed.goldens(n, { threads: 2 }), pick);
+  const r = await sites.page.evaluate((n) => window.relaxed.goldens(n, { threads: 2 }), pick);
   assert.equal(r.relaxed, true);
   assert.equal(r.threaded, true);
   report(r);
 });
 
 test('relaxed: false loads the baseline SIMD128 build', async () => {
-  await open(plain);
-  const r = await page.evaluate((n) => window.relaxed.goldens(n, { threads: 1, relaxed: false }), names.filter((n) => /q4_0/.test(n)).slice(0, 1));
+  await open(sites.plain);
+  const r = await sites.page.evaluate((n) => window.relaxed.goldens(n, { threads: 1, relaxed: false }), names.filter((n) => /q4_0/.test(n)).slice(0, 1));
   assert.equal(r.relaxed, false);
   report(r);
 });
