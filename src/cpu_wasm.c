@@ -248,12 +248,15 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
     }
 }
 
-/* [sum(a), sum(b), sum(c), sum(d)] of four int32x4 vectors. */
+/* [sum(a), sum(b), sum(c), sum(d)] of four int32x4 vectors. Only interleaving shuffles (32- and
+ * 64-bit unpacks), which engines map to one instruction each; other two-vector patterns can
+ * cost several. */
 ALWAYS_INLINE v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) {
-    const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 2, 6), wasm_i32x4_shuffle(a, b, 1, 5, 3, 7));
-    const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 2, 6), wasm_i32x4_shuffle(c, d, 1, 5, 3, 7));
+    const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+    const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
     return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
 }
+
 
 /* Prefill's full tile, 4 weight rows by 4 activation rows: each weight block is decoded once
  * and its scale converted once for the four columns (tile32 repeats both per column), the four
