@@ -72,10 +72,11 @@ static inline void f16x8_to_f32(v128_t h, v128_t *lo, v128_t *hi) {
  * i32x4.relaxed_dot_i8x16_i7x16_add_s (one instruction, VNNI or pmaddubsw underneath) instead of
  * widening to 16 bits. The compiler (clang 14) cannot emit that instruction, so the kernels call
  * this stand-in, with the same operands and result, and scripts/wasm-relaxed.mjs turns every call
- * in the linked module into the instruction. web/core.js loads that module only where the
- * browser validates relaxed SIMD. The stand-in's body is exact for the inputs the instruction is
- * deterministic on (b in 0..127), which are the only ones the kernels pass: unsigned 4- and 5-bit
- * weights, never activations. */
+ * in the linked module into the instruction. web/core.js loads that module only where a probe
+ * computes the instruction as specified. The instruction is deterministic only for b in 0..127,
+ * the only values the kernels pass as b: unsigned stored weights of 2 to 6 bits, ones, or the
+ * positive and negative parts of int8 activations (never -128); the stand-in's body is exact for
+ * those. */
 #if defined(NBL_WASM_RELAXED)
 v128_t nbl_relaxed_dot_i8x16_i7x16_add_s(v128_t a, v128_t b, v128_t c);
 /* A loop the compiler keeps: the linker's optimizer inlines small loop-free functions, which
@@ -256,7 +257,6 @@ ALWAYS_INLINE v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) {
     const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
     return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
 }
-
 
 /* Prefill's full tile, 4 weight rows by 4 activation rows: each weight block is decoded once
  * and its scale converted once for the four columns (tile32 repeats both per column), the four
