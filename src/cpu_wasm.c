@@ -192,6 +192,38 @@ ALWAYS_INLINE void touch(const uint8_t *p, uintptr_t lim) {
     }
 }
 
+/* One activation block (xl, xh) made ready for the block dots of every row, in place. The
+ * relaxed kernels need, for Q4_0 / Q5_0 (unsigned values with an offset), sum (q - O) x =
+ * dot(x, q) - O sum(x): *init gets the second term; for the signed weights (Q8_0, IQ4_NL),
+ * x = x+ - x-: xl, xh become the positive parts and *xn the negative ones, all 0..127
+ * (activations are never -128). Nothing to do on the baseline build. */
+ALWAYS_INLINE void x_prep(const int D, v128_t *xl, v128_t *xh, v128_t *init, v128_t xn[2]) {
+    const v128_t zero = wasm_i32x4_splat(0);
+    *init = zero;
+    xn[0] = xn[1] = zero;
+    if (RELAXED && (D == W_Q4_0 || D == W_Q5_0)) {
+        const v128_t one = wasm_i8x16_splat(1);
+        *init = wasm_i32x4_mul(RDOT(*xh, one, RDOT(*xl, one, zero)), wasm_i32x4_splat(D == W_Q4_0 ? -8 : -16));
+    }
+    if (RELAXED && (D == W_Q8_0 || D == W_IQ4)) {
+        xn[0] = wasm_i8x16_max(wasm_i8x16_neg(*xl), zero);
+        xn[1] = wasm_i8x16_max(wasm_i8x16_neg(*xh), zero);
+        *xl = wasm_i8x16_max(*xl, zero);
+        *xh = wasm_i8x16_max(*xh, zero);
+    }
+}
+
+/* The integer dot of a block decoded by dec32(D, ..., RELAXED && w_small_unsigned(D)) with an
+ * activation block made ready by x_prep, in 4 int32 lanes. */
+ALWAYS_INLINE v128_t block_dot(const int D, v128_t lo, v128_t hi, v128_t xl, v128_t xh, v128_t init, const v128_t xn[2]) {
+    if (RELAXED && w_small_unsigned(D)) return RDOT(xh, hi, RDOT(xl, lo, init));
+    if (RELAXED && (D == W_Q8_0 || D == W_IQ4)) {
+        const v128_t zero = wasm_i32x4_splat(0);
+        return wasm_i32x4_sub(RDOT(hi, xh, RDOT(lo, xl, zero)), RDOT(hi, xn[1], RDOT(lo, xn[0], zero)));
+    }
+    return idot32(D, lo, hi, xl, xh);
+}
+
 /* nr <= 4 weight rows against nc <= 4 activation rows (ggml Q8_0 / Q8_1 blocks). Each activation
  * block is loaded and its scale converted once for all the rows (decode is nc = 1: the rows
  * then share every activation load). */
@@ -200,9 +232,6 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
     const int64_t nb = K / 32;
     const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1, XB = MIN ? 36 : 34, XQ = MIN ? 4 : 2;
     const int RX = RELAXED && w_small_unsigned(D);
-    /* Relaxed, signed weights (Q8_0, IQ4_NL): the activations split into their positive and
-     * negative parts, both 0..127 (activations are never -128), and w.x = w.x+ - w.x-. */
-    const int RS = RELAXED && (D == W_Q8_0 || D == W_IQ4);
     const uintptr_t lim = touch_limit();
     /* the rows are adjacent: a tile's blocks advance through nr * BS bytes of one stream */
     const size_t step = (size_t)nr * (size_t)BS;
@@ -213,21 +242,9 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
         for (int r = 0; r < 4; r++) acc[r] = wasm_f32x4_splat(0.0f);
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *xb = xr + (size_t)b * XB;
-            const v128_t xl = wasm_v128_load(xb + XQ), xh = wasm_v128_load(xb + XQ + 16);
+            v128_t xl = wasm_v128_load(xb + XQ), xh = wasm_v128_load(xb + XQ + 16), init, xn[2];
+            x_prep(D, &xl, &xh, &init, xn);
             const float dx = h2f(ld16(xb)), sx = MIN ? h2f(ld16(xb + 2)) : 0.0f;
-            /* Relaxed: sum (q - O) x = dot(x, q) - O sum(x), the second term once for all rows. */
-            const v128_t zero = wasm_i32x4_splat(0);
-            v128_t init = zero, xpl = zero, xph = zero, xnl = zero, xnh = zero;
-            if (RX && (D == W_Q4_0 || D == W_Q5_0)) {
-                const v128_t one = wasm_i8x16_splat(1);
-                init = wasm_i32x4_mul(RDOT(xh, one, RDOT(xl, one, init)), wasm_i32x4_splat(D == W_Q4_0 ? -8 : -16));
-            }
-            if (RS) {
-                xpl = wasm_i8x16_max(xl, zero);
-                xph = wasm_i8x16_max(xh, zero);
-                xnl = wasm_i8x16_max(wasm_i8x16_neg(xl), zero);
-                xnh = wasm_i8x16_max(wasm_i8x16_neg(xh), zero);
-            }
             if (nc == 1) {
                 const uint8_t *ahead = w + TOUCH_DIST + (size_t)b * step;
                 touch(ahead, lim);
@@ -237,10 +254,7 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
                 const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
                 v128_t lo, hi;
                 dec32(D, blk, &lo, &hi, RX);
-                const v128_t p = RX   ? RDOT(xh, hi, RDOT(xl, lo, init))
-                                 : RS ? wasm_i32x4_sub(RDOT(hi, xph, RDOT(lo, xpl, zero)), RDOT(hi, xnh, RDOT(lo, xnl, zero)))
-                                      : idot32(D, lo, hi, xl, xh);
-                acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(p),
+                acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(block_dot(D, lo, hi, xl, xh, init, xn)),
                                                                wasm_f32x4_splat(h2f(ld16(blk)) * dx)));
                 if (MIN) accm[r] += h2f(ld16(blk + 2)) * sx;
             }
@@ -267,7 +281,7 @@ ALWAYS_INLINE void tile32_4x4(const int D, int64_t K, const uint8_t *w, size_t b
                               float *y, int64_t ldy) {
     const int64_t nb = K / 32;
     const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1, XB = MIN ? 36 : 34, XQ = MIN ? 4 : 2;
-    const int RX = RELAXED && w_small_unsigned(D), RS = RELAXED && (D == W_Q8_0 || D == W_IQ4);
+    const int RX = RELAXED && w_small_unsigned(D);
     const v128_t zero = wasm_i32x4_splat(0);
     v128_t acc[4] = {zero, zero, zero, zero};
     for (int64_t b = 0; b < nb; b++) {
@@ -279,27 +293,14 @@ ALWAYS_INLINE void tile32_4x4(const int D, int64_t K, const uint8_t *w, size_t b
             xh[c] = wasm_v128_load(xb + XQ + 16);
             dx[c] = h2f(ld16(xb));
             sx[c] = MIN ? h2f(ld16(xb + 2)) : 0.0f;
-            init[c] = zero;
-            if (RX && (D == W_Q4_0 || D == W_Q5_0)) {
-                const v128_t one = wasm_i8x16_splat(1);
-                init[c] = wasm_i32x4_mul(RDOT(xh[c], one, RDOT(xl[c], one, zero)), wasm_i32x4_splat(D == W_Q4_0 ? -8 : -16));
-            }
-            if (RS) { /* x = x+ - x-: xl/xh keep the positive parts */
-                xn[c][0] = wasm_i8x16_max(wasm_i8x16_neg(xl[c]), zero);
-                xn[c][1] = wasm_i8x16_max(wasm_i8x16_neg(xh[c]), zero);
-                xl[c] = wasm_i8x16_max(xl[c], zero);
-                xh[c] = wasm_i8x16_max(xh[c], zero);
-            }
+            x_prep(D, &xl[c], &xh[c], &init[c], xn[c]);
         }
         const v128_t dxv = wasm_f32x4_make(dx[0], dx[1], dx[2], dx[3]);
         for (int r = 0; r < 4; r++) {
             const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
             v128_t lo, hi, p[4];
             dec32(D, blk, &lo, &hi, RX);
-            for (int c = 0; c < 4; c++)
-                p[c] = RX   ? RDOT(xh[c], hi, RDOT(xl[c], lo, init[c]))
-                     : RS ? wasm_i32x4_sub(RDOT(hi, xh[c], RDOT(lo, xl[c], zero)), RDOT(hi, xn[c][1], RDOT(lo, xn[c][0], zero)))
-                          : idot32(D, lo, hi, xl[c], xh[c]);
+            for (int c = 0; c < 4; c++) p[c] = block_dot(D, lo, hi, xl[c], xh[c], init[c], xn[c]);
             const v128_t sc = wasm_f32x4_mul(wasm_f32x4_splat(h2f(ld16(blk))), dxv);
             acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum4_i32(p[0], p[1], p[2], p[3])), sc));
             if (MIN)
@@ -477,6 +478,7 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
         const uint8_t *xb = (const uint8_t *)x;                                                 \
         const nbl_block_q8_K *xs[4] = {(const nbl_block_q8_K *)xb, (const nbl_block_q8_K *)(xb + bx), \
                                        (const nbl_block_q8_K *)(xb + 2 * bx), (const nbl_block_q8_K *)(xb + 3 * bx)}; \
+        const uintptr_t lim = nc == 1 ? touch_limit() : 0;                                      \
         float o[4];                                                                             \
         for (int32_t r = 0; r < nr; r++) {                                                      \
             const uint8_t *row = (const uint8_t *)w + (size_t)r * bw;                           \
@@ -485,7 +487,7 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
                 for (int c = 0; c < 4; c++) y[c * ldy + r] = o[c];                              \
             } else {                                                                            \
                 for (int32_t c = 0; c < nc; c++) {                                              \
-                    dotk_n(Q, 1, K, row, xs + c, nc == 1 ? touch_limit() : 0, o);               \
+                    dotk_n(Q, 1, K, row, xs + c, lim, o);                                       \
                     y[c * ldy + r] = o[0];                                                      \
                 }                                                                               \
             }                                                                                   \
