@@ -52,19 +52,31 @@ static inline v128_t bits16(uint32_t b) {
     return wasm_i8x16_eq(wasm_v128_and(v, m), m);
 }
 
-/* 8 halves -> 8 floats (two vectors), exact including subnormals, infinities and NaN. */
+/* Halves in the low 16 bits of 32-bit lanes (the high bits ignored) -> floats, exact including
+ * subnormals (the magic multiply), infinities and NaN (payload kept). */
+static inline v128_t h2f_lanes(v128_t u) {
+    const v128_t em = wasm_v128_and(u, wasm_i32x4_splat(0x7fff)), sh = wasm_i32x4_shl(em, 13);
+    const v128_t special = wasm_i32x4_gt(em, wasm_i32x4_splat(0x7bff));
+    const v128_t f = wasm_v128_bitselect(wasm_v128_or(sh, wasm_i32x4_splat(0x7f800000)),
+                                         wasm_f32x4_mul(sh, wasm_f32x4_splat(0x1p112f)), special);
+    return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16));
+}
+
+/* 8 halves -> 8 floats (two vectors). */
 static inline void f16x8_to_f32(v128_t h, v128_t *lo, v128_t *hi) {
-    for (int k = 0; k < 2; k++) {
-        const v128_t u = k ? wasm_u32x4_extend_high_u16x8(h) : wasm_u32x4_extend_low_u16x8(h);
-        const v128_t sign = wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16);
-        const v128_t em = wasm_v128_and(u, wasm_i32x4_splat(0x7fff));
-        v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_f32x4_splat(0x1p112f));
-        const v128_t special = wasm_i32x4_gt(em, wasm_i32x4_splat(0x7bff));
-        f = wasm_v128_bitselect(wasm_v128_or(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x7f800000)), f, special);
-        f = wasm_v128_or(f, sign);
-        if (k) *hi = f;
-        else *lo = f;
-    }
+    *lo = h2f_lanes(wasm_u32x4_extend_low_u16x8(h));
+    *hi = h2f_lanes(wasm_u32x4_extend_high_u16x8(h));
+}
+
+/* The halves at four addresses -> four floats, one lane insert per load (decode's four weight
+ * rows' block scales: converted together instead of one scalar conversion per row). */
+static inline v128_t h2f_at4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
+    v128_t u = wasm_i32x4_splat(0);
+    u = wasm_v128_load16_lane(p0, u, 0);
+    u = wasm_v128_load16_lane(p1, u, 2);
+    u = wasm_v128_load16_lane(p2, u, 4);
+    u = wasm_v128_load16_lane(p3, u, 6);
+    return h2f_lanes(u);
 }
 
 /* ---- relaxed SIMD ------------------------------------------------------------------------------
@@ -124,7 +136,8 @@ ALWAYS_INLINE void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi
     }
     const int off = D == W_Q4_0 || D == W_IQ4 ? 2 : D == W_Q4_1 ? 4 : D == W_Q5_0 ? 6 : 8;
     const v128_t q = wasm_v128_load(blk + off);
-    v128_t l = wasm_v128_and(q, m4), h = wasm_u8x16_shr(q, 4);
+    /* a 16-bit shift and the mask: engines emulate an 8-bit shift with more instructions */
+    v128_t l = wasm_v128_and(q, m4), h = wasm_v128_and(wasm_u16x8_shr(q, 4), m4);
     if (D == W_IQ4) {
         const v128_t tab = wasm_v128_load(IQ4_TAB);
         *lo = wasm_i8x16_swizzle(tab, l);
@@ -192,19 +205,65 @@ ALWAYS_INLINE void touch(const uint8_t *p, uintptr_t lim) {
     }
 }
 
-/* One activation block (xl, xh) made ready for the block dots of every row, in place. The
- * relaxed kernels need, for Q4_0 / Q5_0 (unsigned values with an offset), sum (q - O) x =
- * dot(x, q) - O sum(x): *init gets the second term; for the signed weights (Q8_0, IQ4_NL),
- * x = x+ - x-: xl, xh become the positive parts and *xn the negative ones, all 0..127
- * (activations are never -128). Nothing to do on the baseline build. */
-ALWAYS_INLINE void x_prep(const int D, v128_t *xl, v128_t *xh, v128_t *init, v128_t xn[2]) {
+/* ---- activation rows ------------------------------------------------------------------------
+ * The 32-element types' activations (Q8_0 and Q8_1) are rows of 48-byte blocks, this table's own
+ * layout (x_bytes): qs[32] as ggml quantizes them, d (the block scale rounded to f16, the value
+ * ggml stores) and s (Q8_1's d * sum(qs) rounded to f16) already in float, and sum(qs). Each
+ * row is converted once per product, so the tiles read floats instead of converting a half per
+ * block and weight row, and the relaxed kernels take their offsets from sum. */
+typedef struct {
+    int8_t qs[32];
+    float d, s;
+    int32_t sum, unused;
+} wx_block;
+_Static_assert(sizeof(wx_block) == 48, "activation block layout");
+#define WX_BYTES ((int32_t)sizeof(wx_block))
+
+/* The reference's quantization (amax / 127, roundf: halves away from zero) four lanes at a time;
+ * both rows types get s (Q8_0's is unused). */
+static void w_from_f32_q8(const float *x, void *vy, int64_t K) {
+    wx_block *y = vy;
+    const v128_t half = wasm_f32x4_splat(0.5f), one = wasm_f32x4_splat(1.0f), sign = wasm_i32x4_splat(INT32_MIN);
+    for (int64_t i = 0; i < K / 32; i++, x += 32) {
+        v128_t v[8], m = wasm_f32x4_splat(0.0f);
+        for (int k = 0; k < 8; k++) {
+            v[k] = wasm_v128_load(x + 4 * k);
+            m = wasm_f32x4_pmax(m, wasm_f32x4_abs(v[k])); /* pmax, as fmaxf, passes over NaN */
+        }
+        const float amax = fmaxf(fmaxf(wasm_f32x4_extract_lane(m, 0), wasm_f32x4_extract_lane(m, 1)),
+                                 fmaxf(wasm_f32x4_extract_lane(m, 2), wasm_f32x4_extract_lane(m, 3)));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        v128_t q[8], acc = wasm_i32x4_splat(0);
+        for (int k = 0; k < 8; k++) {
+            const v128_t p = wasm_f32x4_mul(v[k], wasm_f32x4_splat(id));
+            const v128_t t = wasm_f32x4_trunc(p); /* p - t is exact: roundf moves t by one when it is >= 0.5 */
+            const v128_t up = wasm_f32x4_ge(wasm_f32x4_abs(wasm_f32x4_sub(p, t)), half);
+            const v128_t r = wasm_f32x4_add(t, wasm_v128_and(up, wasm_v128_or(one, wasm_v128_and(p, sign))));
+            q[k] = wasm_i32x4_trunc_sat_f32x4(r);
+            acc = wasm_i32x4_add(acc, q[k]);
+        }
+        for (int k = 0; k < 2; k++)
+            wasm_v128_store(y[i].qs + 16 * k, wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q[4 * k], q[4 * k + 1]),
+                                                                      wasm_i16x8_narrow_i32x4(q[4 * k + 2], q[4 * k + 3])));
+        y[i].sum = hsum_i32(acc);
+        y[i].d = nbl_fp16_to_f32(nbl_f32_to_fp16(d));
+        y[i].s = nbl_fp16_to_f32(nbl_f32_to_fp16(d * (float)y[i].sum));
+        y[i].unused = 0;
+    }
+}
+
+/* One activation block made ready for the block dots of every row. The relaxed kernels need, for
+ * Q4_0 / Q5_0 (unsigned values with an offset), sum (q - O) x = dot(x, q) - O sum(x): *init gets
+ * the second term (in one lane; the lanes are summed later); for the signed weights (Q8_0,
+ * IQ4_NL), x = x+ - x-: xl, xh are the positive parts and xn the negative ones, all 0..127
+ * (activations are never -128). The baseline build takes qs as they are. */
+ALWAYS_INLINE void x_prep(const int D, const wx_block *xb, v128_t *xl, v128_t *xh, v128_t *init, v128_t xn[2]) {
     const v128_t zero = wasm_i32x4_splat(0);
+    *xl = wasm_v128_load(xb->qs);
+    *xh = wasm_v128_load(xb->qs + 16);
     *init = zero;
     xn[0] = xn[1] = zero;
-    if (RELAXED && (D == W_Q4_0 || D == W_Q5_0)) {
-        const v128_t one = wasm_i8x16_splat(1);
-        *init = wasm_i32x4_mul(RDOT(*xh, one, RDOT(*xl, one, zero)), wasm_i32x4_splat(D == W_Q4_0 ? -8 : -16));
-    }
+    if (RELAXED && (D == W_Q4_0 || D == W_Q5_0)) *init = wasm_i32x4_make(xb->sum * (D == W_Q4_0 ? -8 : -16), 0, 0, 0);
     if (RELAXED && (D == W_Q8_0 || D == W_IQ4)) {
         xn[0] = wasm_i8x16_max(wasm_i8x16_neg(*xl), zero);
         xn[1] = wasm_i8x16_max(wasm_i8x16_neg(*xh), zero);
@@ -224,32 +283,68 @@ ALWAYS_INLINE v128_t block_dot(const int D, v128_t lo, v128_t hi, v128_t xl, v12
     return idot32(D, lo, hi, xl, xh);
 }
 
-/* nr <= 4 weight rows against nc <= 4 activation rows (ggml Q8_0 / Q8_1 blocks). Each activation
- * block is loaded and its scale converted once for all the rows (decode is nc = 1: the rows
- * then share every activation load). */
+/* [sum(a), sum(b), sum(c), sum(d)] of four int32x4 vectors. Only interleaving shuffles (32- and
+ * 64-bit unpacks), which engines map to one instruction each; other two-vector patterns can
+ * cost several. */
+ALWAYS_INLINE v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) {
+    const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+    const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/* Decode's full tile: 4 weight rows against one activation row, streamed from memory (touched
+ * ahead). The four rows' block dots are summed across lanes into one vector and scaled by the
+ * four rows' scales, converted together: per block and row one float product and one sum, in
+ * the scalar reference's order. (Scaling each row's dot by a scalar conversion of its own half
+ * made the block scales cost more than the dots.) */
+ALWAYS_INLINE void tile32_dec4(const int D, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, float *y) {
+    const int64_t nb = K / 32;
+    const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1;
+    const int RX = RELAXED && w_small_unsigned(D);
+    const uintptr_t lim = touch_limit();
+    /* the rows are adjacent: the blocks advance through 4 * BS bytes of one stream */
+    const size_t step = 4 * (size_t)BS;
+    const wx_block *xr = (const wx_block *)x;
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        v128_t xl, xh, init, xn[2], lo, hi, p[4];
+        x_prep(D, xr + b, &xl, &xh, &init, xn);
+        const uint8_t *ahead = w + TOUCH_DIST + (size_t)b * step;
+        touch(ahead, lim);
+        touch(ahead + 64, lim);
+        const uint8_t *b0 = w + (size_t)b * BS, *b1 = b0 + bw, *b2 = b1 + bw, *b3 = b2 + bw;
+        dec32(D, b0, &lo, &hi, RX);
+        p[0] = block_dot(D, lo, hi, xl, xh, init, xn);
+        dec32(D, b1, &lo, &hi, RX);
+        p[1] = block_dot(D, lo, hi, xl, xh, init, xn);
+        dec32(D, b2, &lo, &hi, RX);
+        p[2] = block_dot(D, lo, hi, xl, xh, init, xn);
+        dec32(D, b3, &lo, &hi, RX);
+        p[3] = block_dot(D, lo, hi, xl, xh, init, xn);
+        const v128_t sc = wasm_f32x4_mul(h2f_at4(b0, b1, b2, b3), wasm_f32x4_splat(xr[b].d));
+        v128_t t = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum4_i32(p[0], p[1], p[2], p[3])), sc);
+        if (MIN) t = wasm_f32x4_add(t, wasm_f32x4_mul(h2f_at4(b0 + 2, b1 + 2, b2 + 2, b3 + 2), wasm_f32x4_splat(xr[b].s)));
+        acc = wasm_f32x4_add(acc, t);
+    }
+    wasm_v128_store(y, acc);
+}
+
+/* nr <= 4 weight rows against nc <= 4 activation rows: the tiles the full ones leave (decode's
+ * last rows, prefill's last columns). Each activation block is loaded once for all the rows. */
 ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, int32_t nr, const uint8_t *x,
                           size_t bx, int32_t nc, float *y, int64_t ldy) {
     const int64_t nb = K / 32;
-    const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1, XB = MIN ? 36 : 34, XQ = MIN ? 4 : 2;
+    const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1;
     const int RX = RELAXED && w_small_unsigned(D);
-    const uintptr_t lim = touch_limit();
-    /* the rows are adjacent: a tile's blocks advance through nr * BS bytes of one stream */
-    const size_t step = (size_t)nr * (size_t)BS;
     for (int32_t c = 0; c < nc; c++) {
-        const uint8_t *xr = x + (size_t)c * bx;
+        const wx_block *xr = (const wx_block *)(x + (size_t)c * bx);
         v128_t acc[4];
         float accm[4] = {0, 0, 0, 0};
         for (int r = 0; r < 4; r++) acc[r] = wasm_f32x4_splat(0.0f);
         for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *xb = xr + (size_t)b * XB;
-            v128_t xl = wasm_v128_load(xb + XQ), xh = wasm_v128_load(xb + XQ + 16), init, xn[2];
-            x_prep(D, &xl, &xh, &init, xn);
-            const float dx = h2f(ld16(xb)), sx = MIN ? h2f(ld16(xb + 2)) : 0.0f;
-            if (nc == 1) {
-                const uint8_t *ahead = w + TOUCH_DIST + (size_t)b * step;
-                touch(ahead, lim);
-                if (step > 64) touch(ahead + 64, lim);
-            }
+            v128_t xl, xh, init, xn[2];
+            x_prep(D, xr + b, &xl, &xh, &init, xn);
+            const float dx = xr[b].d, sx = xr[b].s;
             for (int32_t r = 0; r < nr; r++) {
                 const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
                 v128_t lo, hi;
@@ -263,15 +358,6 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
     }
 }
 
-/* [sum(a), sum(b), sum(c), sum(d)] of four int32x4 vectors. Only interleaving shuffles (32- and
- * 64-bit unpacks), which engines map to one instruction each; other two-vector patterns can
- * cost several. */
-ALWAYS_INLINE v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) {
-    const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
-    const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
-    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
-}
-
 /* Prefill's full tile, 4 weight rows by 4 activation rows: each weight block is decoded once
  * and its scale converted once for the four columns (tile32 repeats both per column), the four
  * columns' block dots are summed across lanes into one vector and scaled together by
@@ -280,22 +366,16 @@ ALWAYS_INLINE v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) {
 ALWAYS_INLINE void tile32_4x4(const int D, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx,
                               float *y, int64_t ldy) {
     const int64_t nb = K / 32;
-    const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1, XB = MIN ? 36 : 34, XQ = MIN ? 4 : 2;
+    const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1;
     const int RX = RELAXED && w_small_unsigned(D);
     const v128_t zero = wasm_i32x4_splat(0);
+    const wx_block *xr[4];
+    for (int c = 0; c < 4; c++) xr[c] = (const wx_block *)(x + (size_t)c * bx);
     v128_t acc[4] = {zero, zero, zero, zero};
     for (int64_t b = 0; b < nb; b++) {
         v128_t xl[4], xh[4], init[4], xn[4][2];
-        float dx[4], sx[4];
-        for (int c = 0; c < 4; c++) {
-            const uint8_t *xb = x + (size_t)c * bx + (size_t)b * XB;
-            xl[c] = wasm_v128_load(xb + XQ);
-            xh[c] = wasm_v128_load(xb + XQ + 16);
-            dx[c] = h2f(ld16(xb));
-            sx[c] = MIN ? h2f(ld16(xb + 2)) : 0.0f;
-            x_prep(D, &xl[c], &xh[c], &init[c], xn[c]);
-        }
-        const v128_t dxv = wasm_f32x4_make(dx[0], dx[1], dx[2], dx[3]);
+        for (int c = 0; c < 4; c++) x_prep(D, xr[c] + b, &xl[c], &xh[c], &init[c], xn[c]);
+        const v128_t dxv = wasm_f32x4_make(xr[0][b].d, xr[1][b].d, xr[2][b].d, xr[3][b].d);
         for (int r = 0; r < 4; r++) {
             const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
             v128_t lo, hi, p[4];
@@ -305,7 +385,7 @@ ALWAYS_INLINE void tile32_4x4(const int D, int64_t K, const uint8_t *w, size_t b
             acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum4_i32(p[0], p[1], p[2], p[3])), sc));
             if (MIN)
                 acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_splat(h2f(ld16(blk + 2))),
-                                                               wasm_f32x4_make(sx[0], sx[1], sx[2], sx[3])));
+                                                               wasm_f32x4_make(xr[0][b].s, xr[1][b].s, xr[2][b].s, xr[3][b].s)));
         }
     }
     for (int r = 0; r < 4; r++) {
@@ -324,6 +404,7 @@ ALWAYS_INLINE void tile32_4x4(const int D, int64_t K, const uint8_t *w, size_t b
         switch (nr) {                                                                           \
         case 4:                                                                                 \
             if (nc == 4) tile32_4x4(D, K, w, bw, x, bx, y, ldy);                                \
+            else if (nc == 1) tile32_dec4(D, K, w, bw, x, y);                                   \
             else tile32(D, K, w, bw, 4, x, bx, nc, y, ldy);                                     \
             break;                                                                              \
         case 3: tile32(D, K, w, bw, 3, x, bx, nc, y, ldy); break;                               \
@@ -388,11 +469,11 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
             const v128_t qh1 = Q == K_Q5 ? wasm_v128_load(b5->qh + 16) : zero;
             for (int j = 0; j < 8; j++) {
                 const v128_t a = wasm_v128_load(qs + (j / 2) * 32), b = wasm_v128_load(qs + (j / 2) * 32 + 16);
-                v128_t ua = (j & 1) ? wasm_u8x16_shr(a, 4) : wasm_v128_and(a, m4);
-                v128_t ub = (j & 1) ? wasm_u8x16_shr(b, 4) : wasm_v128_and(b, m4);
+                v128_t ua = (j & 1) ? wasm_v128_and(wasm_u16x8_shr(a, 4), m4) : wasm_v128_and(a, m4);
+                v128_t ub = (j & 1) ? wasm_v128_and(wasm_u16x8_shr(b, 4), m4) : wasm_v128_and(b, m4);
                 if (Q == K_Q5) {
-                    ua = wasm_v128_or(ua, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh0, j), one), 4));
-                    ub = wasm_v128_or(ub, wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh1, j), one), 4));
+                    ua = wasm_v128_or(ua, wasm_i16x8_shl(wasm_v128_and(wasm_u16x8_shr(qh0, j), one), 4));
+                    ub = wasm_v128_or(ub, wasm_i16x8_shl(wasm_v128_and(wasm_u16x8_shr(qh1, j), one), 4));
                 }
                 const v128_t scj = wasm_i32x4_splat(smn[j]);
                 for (int c = 0; c < NC; c++) {
@@ -412,8 +493,8 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
                     const v128_t qh = wasm_v128_load(b->qh + 32 * h + 16 * l16);
                     for (int g = 0; g < 4; g++) {
                         const v128_t src = (g & 1) ? qb : qa;
-                        const v128_t lo = g < 2 ? wasm_v128_and(src, m4) : wasm_u8x16_shr(src, 4);
-                        const v128_t hb = wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(qh, 2 * g), m3), 4);
+                        const v128_t lo = g < 2 ? wasm_v128_and(src, m4) : wasm_v128_and(wasm_u16x8_shr(src, 4), m4);
+                        const v128_t hb = wasm_i16x8_shl(wasm_v128_and(wasm_u16x8_shr(qh, 2 * g), m3), 4);
                         const v128_t u = wasm_v128_or(lo, hb); /* 0..63, the stored value */
                         const v128_t v = RELAXED ? u : wasm_i8x16_sub(u, o32);
                         const int e = 128 * h + 32 * g + 16 * l16; /* first element of the slice */
@@ -446,10 +527,10 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
                     const v128_t q = wasm_v128_load(qs + 32 * h + 16 * l16);
                     const v128_t hm = Q == K_Q3 ? wasm_v128_load(b3->hmask + 16 * l16) : zero;
                     for (int g = 0; g < 4; g++) {
-                        v128_t v = wasm_v128_and(wasm_u8x16_shr(q, 2 * g), m3);
+                        v128_t v = wasm_v128_and(wasm_u16x8_shr(q, 2 * g), m3);
                         if (Q == K_Q3) { /* v | high bit << 2 is 0..7, the value less 4 */
-                            const v128_t hb = wasm_v128_and(wasm_u8x16_shr(hm, 4 * h + g), one);
-                            v = wasm_v128_or(v, wasm_i8x16_shl(hb, 2));
+                            const v128_t hb = wasm_v128_and(wasm_u16x8_shr(hm, 4 * h + g), one);
+                            v = wasm_v128_or(v, wasm_i16x8_shl(hb, 2));
                             if (!RELAXED) v = wasm_i8x16_sub(v, o4);
                         }
                         const int e = 128 * h + 32 * g + 16 * l16;
@@ -704,6 +785,10 @@ const nbl_kernels *nbl_kernels_wasm(void) {
     if (!wasm_ready) { /* filled once; a racing second fill writes the same values */
         nbl_kernels *t = &T_WASM;
         t->name = "wasm";
+        t->from_f32[NBL_TYPE_Q8_0] = w_from_f32_q8;
+        t->from_f32[NBL_TYPE_Q8_1] = w_from_f32_q8;
+        t->x_bytes[NBL_TYPE_Q8_0] = WX_BYTES;
+        t->x_bytes[NBL_TYPE_Q8_1] = WX_BYTES;
         t->tile[NBL_TYPE_Q4_0] = wt_q4_0;
         t->tile[NBL_TYPE_Q4_1] = wt_q4_1;
         t->tile[NBL_TYPE_Q5_0] = wt_q5_0;
