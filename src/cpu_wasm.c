@@ -255,27 +255,27 @@ static void w_from_f32_q8(const float *x, void *vy, int64_t K) {
 }
 
 /* One activation block made ready for the block dots of every row. The relaxed kernels need, for
- * Q4_0 / Q5_0 (unsigned values with an offset), sum (q - O) x = dot(x, q) - O sum(x): *init gets
- * the second term (in one lane; the lanes are summed later); for the signed weights (Q8_0,
+ * Q4_0 / Q5_0 (unsigned values with an offset), sum (q - O) x = dot(x, q) - O sum(x): the return
+ * value is the second term, added once the lanes are summed; for the signed weights (Q8_0,
  * IQ4_NL), x = x+ - x-: xl, xh are the positive parts and xn the negative ones, all 0..127
  * (activations are never -128). The baseline build takes qs as they are. */
-ALWAYS_INLINE void x_prep(const int D, const wx_block *xb, v128_t *xl, v128_t *xh, v128_t *init, v128_t xn[2]) {
+ALWAYS_INLINE int32_t x_prep(const int D, const wx_block *xb, v128_t *xl, v128_t *xh, v128_t xn[2]) {
     const v128_t zero = wasm_i32x4_splat(0);
     *xl = wasm_v128_load(xb->qs);
     *xh = wasm_v128_load(xb->qs + 16);
-    *init = zero;
     xn[0] = xn[1] = zero;
-    if (RELAXED && (D == W_Q4_0 || D == W_Q5_0)) *init = wasm_i32x4_make(xb->sum * (D == W_Q4_0 ? -8 : -16), 0, 0, 0);
     if (RELAXED && (D == W_Q8_0 || D == W_IQ4)) {
         xn[0] = wasm_i8x16_max(wasm_i8x16_neg(*xl), zero);
         xn[1] = wasm_i8x16_max(wasm_i8x16_neg(*xh), zero);
         *xl = wasm_i8x16_max(*xl, zero);
         *xh = wasm_i8x16_max(*xh, zero);
     }
+    return RELAXED && (D == W_Q4_0 || D == W_Q5_0) ? xb->sum * (D == W_Q4_0 ? -8 : -16) : 0;
 }
 
 /* The integer dot of a block decoded by dec32(D, ..., RELAXED && w_small_unsigned(D)) with an
- * activation block made ready by x_prep, in 4 int32 lanes. */
+ * activation block made ready by x_prep, in 4 int32 lanes, plus init (x_prep's offset term, or
+ * zero when the caller adds it after summing the lanes). */
 ALWAYS_INLINE v128_t block_dot(const int D, v128_t lo, v128_t hi, v128_t xl, v128_t xh, v128_t init, const v128_t xn[2]) {
     if (RELAXED && w_small_unsigned(D)) return RDOT(xh, hi, RDOT(xl, lo, init));
     if (RELAXED && (D == W_Q8_0 || D == W_IQ4)) {
@@ -309,8 +309,8 @@ ALWAYS_INLINE void tile32_dec4(const int D, int64_t K, const uint8_t *w, size_t 
     const wx_block *xr = (const wx_block *)x;
     v128_t acc = wasm_f32x4_splat(0.0f);
     for (int64_t b = 0; b < nb; b++) {
-        v128_t xl, xh, init, xn[2], lo, hi, p[4];
-        x_prep(D, xr + b, &xl, &xh, &init, xn);
+        v128_t xl, xh, xn[2], lo, hi, p[4];
+        const v128_t init = wasm_i32x4_make(x_prep(D, xr + b, &xl, &xh, xn), 0, 0, 0);
         /* touched in bursts: a burst's misses overlap one another, where one touch per block
          * left each to stall on its own (Q4_0 / Q8_0 from memory: 6-8 % faster) */
         if ((b & (TOUCH_BURST - 1)) == 0)
@@ -345,8 +345,8 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
         float accm[4] = {0, 0, 0, 0};
         for (int r = 0; r < 4; r++) acc[r] = wasm_f32x4_splat(0.0f);
         for (int64_t b = 0; b < nb; b++) {
-            v128_t xl, xh, init, xn[2];
-            x_prep(D, xr + b, &xl, &xh, &init, xn);
+            v128_t xl, xh, xn[2];
+            const v128_t init = wasm_i32x4_make(x_prep(D, xr + b, &xl, &xh, xn), 0, 0, 0);
             const float dx = xr[b].d, sx = xr[b].s;
             for (int32_t r = 0; r < nr; r++) {
                 const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
@@ -376,16 +376,18 @@ ALWAYS_INLINE void tile32_4x4(const int D, int64_t K, const uint8_t *w, size_t b
     for (int c = 0; c < 4; c++) xr[c] = (const wx_block *)(x + (size_t)c * bx);
     v128_t acc[4] = {zero, zero, zero, zero};
     for (int64_t b = 0; b < nb; b++) {
-        v128_t xl[4], xh[4], init[4], xn[4][2];
-        for (int c = 0; c < 4; c++) x_prep(D, xr[c] + b, &xl[c], &xh[c], &init[c], xn[c]);
+        v128_t xl[4], xh[4], xn[4][2];
+        int32_t o[4];
+        for (int c = 0; c < 4; c++) o[c] = x_prep(D, xr[c] + b, &xl[c], &xh[c], xn[c]);
+        const v128_t off = wasm_i32x4_make(o[0], o[1], o[2], o[3]);
         const v128_t dxv = wasm_f32x4_make(xr[0][b].d, xr[1][b].d, xr[2][b].d, xr[3][b].d);
         for (int r = 0; r < 4; r++) {
             const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
             v128_t lo, hi, p[4];
             dec32(D, blk, &lo, &hi, RX);
-            for (int c = 0; c < 4; c++) p[c] = block_dot(D, lo, hi, xl[c], xh[c], init[c], xn[c]);
+            for (int c = 0; c < 4; c++) p[c] = block_dot(D, lo, hi, xl[c], xh[c], zero, xn[c]);
             const v128_t sc = wasm_f32x4_mul(wasm_f32x4_splat(h2f(ld16(blk))), dxv);
-            acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum4_i32(p[0], p[1], p[2], p[3])), sc));
+            acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_add(hsum4_i32(p[0], p[1], p[2], p[3]), off)), sc));
             if (MIN)
                 acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_splat(h2f(ld16(blk + 2))),
                                                                wasm_f32x4_make(xr[0][b].s, xr[1][b].s, xr[2][b].s, xr[3][b].s)));
