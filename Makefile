@@ -125,6 +125,7 @@ WASM_MT_OBJ := $(SRC:src/%.c=$(B)/wasm/mt/%.o)
 # scripts/wasm-relaxed.mjs. web/core.js loads them where the browser validates relaxed SIMD.
 WASM_RS_OBJ := $(filter-out $(B)/wasm/st/cpu_wasm.o,$(WASM_ST_OBJ)) $(B)/wasm/st/cpu_wasm_rs.o
 WASM_MTRS_OBJ := $(filter-out $(B)/wasm/mt/cpu_wasm.o,$(WASM_MT_OBJ)) $(B)/wasm/mt/cpu_wasm_rs.o
+WASM_GPURS_OBJ := $(filter-out $(B)/wasm/gpu/cpu_wasm.o,$(WASM_GPU_OBJ)) $(B)/wasm/gpu/cpu_wasm_rs.o
 WASM_RS_LDFLAGS := -sEXPORTED_FUNCTIONS=_malloc,_free,_nbl_relaxed_dot_i8x16_i7x16_add_s
 # Node 20 validates relaxed SIMD behind a flag; later versions have it on and may drop the flag.
 NODE_RELAXED := $(shell node --experimental-wasm-relaxed-simd -e 0 >/dev/null 2>&1 && echo --experimental-wasm-relaxed-simd)
@@ -152,7 +153,7 @@ $(B)/wasm/tests/test_kernels_rs_web.js: tests/test_kernels.c tests/test.h $(WASM
 
 .PHONY: wasm
 wasm: $(WASM_OUT)/nbl-st.mjs $(WASM_OUT)/nbl-mt.mjs $(WASM_OUT)/nbl-st-rs.mjs $(WASM_OUT)/nbl-mt-rs.mjs \
-  $(WASM_OUT)/nbl-gpu.mjs $(WASM_OUT)/package.json
+  $(WASM_OUT)/nbl-gpu.mjs $(WASM_OUT)/nbl-gpu-rs.mjs $(WASM_OUT)/package.json
 
 $(B)/wasm/st/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
@@ -169,6 +170,10 @@ $(B)/wasm/st/cpu_wasm_rs.o: src/cpu_wasm.c src/nbl_impl.h include/nbl.h $(wildca
 $(B)/wasm/mt/cpu_wasm_rs.o: src/cpu_wasm.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(EMCC) $(WASM_CFLAGS) -pthread -DNBL_WASM_RELAXED -c $< -o $@
+
+$(B)/wasm/gpu/cpu_wasm_rs.o: src/cpu_wasm.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WASM_CFLAGS) -DNBL_WASM_GPU -DNBL_WASM_RELAXED -c $< -o $@
 
 $(B)/wasm/gpu/%.o: src/%.c src/nbl_impl.h include/nbl.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
@@ -205,6 +210,13 @@ $(WASM_OUT)/nbl-gpu.mjs: $(WASM_GPU_OBJ)
 	@mkdir -p $(dir $@) $(B)/wasm/link
 	$(EMCC) $(WASM_LDFLAGS) $(WASM_GPU_LDFLAGS) $^ -o $(B)/wasm/link/nbl-gpu.mjs
 	@$(call WASM_INSTALL,nbl-gpu)
+
+# The GPU build's CPU kernels (what a session runs after the GPU is lost) with relaxed SIMD.
+$(WASM_OUT)/nbl-gpu-rs.mjs: $(WASM_GPURS_OBJ) scripts/wasm-relaxed.mjs
+	@mkdir -p $(dir $@) $(B)/wasm/link
+	$(EMCC) $(WASM_LDFLAGS) $(WASM_GPU_LDFLAGS) $(WASM_RS_LDFLAGS) $(WASM_GPURS_OBJ) -o $(B)/wasm/link/nbl-gpu-rs.mjs
+	$(call WASM_RELAX,nbl-gpu-rs)
+	@$(call WASM_INSTALL,nbl-gpu-rs)
 
 # web/ is an ES-module package; the pthread worker script Emscripten writes is a classic script.
 $(WASM_OUT)/package.json:

@@ -32,8 +32,9 @@ export interface LoadCoreOptions {
   /** The GPU build (nbl-gpu.mjs): single-threaded, sessions may run their forward pass on WebGPU;
    * calls that evaluate must use the *Async methods. */
   gpu?: boolean;
-  /** The CPU builds whose kernels use relaxed SIMD's dot product: 'auto' (default: where
-   * relaxedSimdAvailable()), true (fails with CoreError 'unsupported' where not) or false. */
+  /** The builds whose CPU kernels use relaxed SIMD's dot product (the GPU build's run a session
+   * after the GPU is lost): 'auto' (default: where relaxedSimdAvailable()), true (fails with
+   * CoreError 'unsupported' where not) or false. */
   relaxed?: 'auto' | boolean;
   /** Folder holding nbl-st.mjs / nbl-mt.mjs / nbl-gpu.mjs (and the -rs builds) (default: web/dist/ next to core.js). */
   dist?: string | URL;

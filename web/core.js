@@ -75,8 +75,8 @@ export const STATUS_CODE = Object.freeze(Object.fromEntries(STATUS.map((name, i)
  * Loads a build. Options: threads ('auto' | number; 1 picks the single-threaded build, more
  * the threaded one when threadsAvailable()), gpu (the build whose sessions can run their forward
  * pass in JavaScript, on WebGPU: single-threaded, and its calls that evaluate return promises),
- * relaxed ('auto' | boolean: the CPU builds with relaxed SIMD's dot product, by default where
- * relaxedSimdAvailable()), dist (URL of the folder holding the builds). Resolves to a Core.
+ * relaxed ('auto' | boolean: builds whose CPU kernels use relaxed SIMD's dot product, by default
+ * where relaxedSimdAvailable(); the GPU build's serve a session after the GPU is lost), dist (URL of the folder holding the builds). Resolves to a Core.
  */
 export async function loadCore({ threads = 'auto', gpu = false, relaxed = 'auto', dist = DEFAULT_DIST } = {}) {
   let n = threads === 'auto' || threads == null ? defaultThreads() : Math.floor(Number(threads));
@@ -86,7 +86,7 @@ export async function loadCore({ threads = 'auto', gpu = false, relaxed = 'auto'
   if (!threaded) n = 1;
   const base = dist instanceof URL ? dist : new URL(dist, globalThis.location?.href ?? DEFAULT_DIST);
   if (relaxed === true && !relaxedSimdAvailable()) throw new CoreError('relaxed SIMD dot products are not available in this engine', 4);
-  const rs = !gpu && (relaxed === 'auto' ? relaxedSimdAvailable() : relaxed);
+  const rs = relaxed === 'auto' ? relaxedSimdAvailable() : relaxed;
   const build = (gpu ? 'nbl-gpu' : threaded ? 'nbl-mt' : 'nbl-st') + (rs ? '-rs' : '');
   const script = new URL(`${build}.mjs`, base);
   if (IS_NODE) {

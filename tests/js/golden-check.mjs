@@ -69,13 +69,15 @@ export function compareTopk(ours, tk, t, fails, label) {
  * Teacher-forced rows compared by cosine, max|Δ|/std(row) and top-1 on decisive rows, then a free
  * greedy run that must reproduce llama.cpp's tokens up to the first near-tie. g: the golden's
  * JSON; gold: its full logits (Float32Array) or null for top-k goldens; model: opened by the
- * caller on core, disposed here. Returns { fails, worstCos, worstRel, nDecisiveGreedy }.
+ * caller on core, disposed here. Resolves to { fails, worstCos, worstRel, nDecisiveGreedy }; on
+ * the GPU build (core.async, its sessions on the CPU) through the asynchronous calls.
  */
-export function checkGolden(core, g, gold, model) {
+export async function checkGolden(core, g, gold, model) {
   const t = tolerance(g.model);
   const seq = [...g.prompt_tokens, ...g.greedy_tokens];
   const rows = seq.length, V = g.n_vocab, nP = g.prompt_tokens.length;
   const s = core.newSession(model, { nCtx: rows + 8 });
+  const evalAll = (tokens) => (core.async ? s.evalAsync(tokens, { logitsAll: true }) : s.eval(tokens, { logitsAll: true }));
   const fails = [];
   let worstCos = 1, worstRel = 0, nDecisiveGreedy = 0, still = true;
   try {
@@ -83,8 +85,8 @@ export function checkGolden(core, g, gold, model) {
     if (gold && gold.length !== rows * V) fails.push(`${g.model}: ${gold.length} golden logits, want ${rows * V}`);
     if (fails.length) return { fails, worstCos, worstRel, nDecisiveGreedy };
     for (let r = 0; r < rows; r++) {
-      if (r === 0) s.eval(g.prompt_tokens, { logitsAll: true });
-      else if (r >= nP) s.eval([seq[r]], { logitsAll: true });
+      if (r === 0) await evalAll(g.prompt_tokens);
+      else if (r >= nP) await evalAll([seq[r]]);
       const ours = s.logits(r < nP ? r : 0);
       const label = `${g.model} row ${r}`;
       const c = gold ? compareFull(ours, gold.subarray(r * V, (r + 1) * V), t, fails, label)
@@ -97,10 +99,11 @@ export function checkGolden(core, g, gold, model) {
     }
     // Free-running greedy decoding through the generation API (temperature 0).
     s.truncate(0);
-    s.startTokens(g.prompt_tokens, { temperature: 0, max_tokens: Math.max(1, nDecisiveGreedy) });
+    const params = { temperature: 0, max_tokens: Math.max(1, nDecisiveGreedy) };
+    await (core.async ? s.startTokensAsync(g.prompt_tokens, params) : s.startTokens(g.prompt_tokens, params));
     const got = [];
     for (let k = 0; k < nDecisiveGreedy; k++) {
-      const r = s.next();
+      const r = core.async ? await s.nextAsync() : s.next();
       got.push(r.token);
       if (r.finish) break;
     }

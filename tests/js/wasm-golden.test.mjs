@@ -2,7 +2,8 @@
 // natively: teacher-forced rows compared by cosine, max|Δ|/std(row) and top-1 on decisive rows,
 // then a free greedy run that must reproduce llama.cpp's tokens up to the first near-tie.
 // Tolerances are the fixture README's (golden-check.mjs, shared with the Chromium tests).
-// Every model runs on the single-threaded build; a few also on the threaded one (2 threads).
+// Every model runs on the single-threaded build; a few also on the threaded one (2 threads) and
+// on the GPU build's CPU path.
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,7 +34,7 @@ function openFixture(core, file) {
   }
 }
 
-function runGolden(core, jsonName) {
+async function runGolden(core, jsonName) {
   const g = JSON.parse(fs.readFileSync(path.join(GOLDEN, jsonName), 'utf8'));
   let gold = null;
   if (g.logits_file) {
@@ -43,26 +44,36 @@ function runGolden(core, jsonName) {
   return checkGolden(core, g, gold, openFixture(core, path.join(MODELS, g.model)));
 }
 
-let st, mt;
+let st, mt, gpu;
 before(async () => {
   st = await loadCore({ threads: 1 });
   mt = await loadCore({ threads: 2 });
+  gpu = await loadCore({ gpu: true });
 });
 
 test('29 goldens are present', () => assert.equal(names.length, 29));
 
 for (const name of names) {
-  test(`single-threaded wasm matches llama.cpp: ${name}`, () => {
-    const r = runGolden(st, name);
+  test(`single-threaded wasm matches llama.cpp: ${name}`, async () => {
+    const r = await runGolden(st, name);
     assert.deepEqual(r.fails.slice(0, 10), [], r.fails.length ? `${r.fails.length} failures` : '');
     console.log(`# ${name}: min cos ${r.worstCos.toFixed(7)} max|d|/std ${r.worstRel.toFixed(4)} greedy ${r.nDecisiveGreedy}`);
   });
 }
 
 for (const name of ['qwen2-k256-q4_0.json', 'llama-k256-q4_k_m.json', 'qwen2-k256-f16.json', 'qwen2-tiny-realvocab-q8_0.json']) {
-  test(`threaded wasm (2 threads) matches llama.cpp: ${name}`, () => {
+  test(`threaded wasm (2 threads) matches llama.cpp: ${name}`, async () => {
     assert.equal(mt.threaded, true);
-    const r = runGolden(mt, name);
+    const r = await runGolden(mt, name);
+    assert.deepEqual(r.fails.slice(0, 10), [], r.fails.length ? `${r.fails.length} failures` : '');
+  });
+}
+
+// The GPU build runs a session on its own CPU kernels once the GPU is lost (web/gpu-backend.js).
+for (const name of ['qwen2-k256-q4_0.json', 'qwen2-tiny-realvocab-q8_0.json']) {
+  test(`GPU build, session on the CPU, matches llama.cpp: ${name}`, async () => {
+    assert.equal(gpu.async, true);
+    const r = await runGolden(gpu, name);
     assert.deepEqual(r.fails.slice(0, 10), [], r.fails.length ? `${r.fails.length} failures` : '');
   });
 }

@@ -1,4 +1,4 @@
-// The builds whose kernels use relaxed SIMD's 8-bit dot product (nbl-st-rs, nbl-mt-rs), in
+// The builds whose kernels use relaxed SIMD's 8-bit dot product (nbl-st-rs, nbl-mt-rs, nbl-gpu-rs), in
 // headless Chromium, the engine that runs the instruction as the final proposal specifies: the
 // kernel tests (tests/test_kernels.c, rewritten by scripts/wasm-relaxed.mjs as the shipped modules
 // are), every fixture against llama.cpp's logits on the single-threaded build and a few on the
@@ -13,7 +13,7 @@ import { browserSites } from '../browser/browser.mjs';
 
 const names = fs.readdirSync(path.join(FIXTURES_DIR, 'golden')).filter((n) => n.endsWith('.json')).sort();
 before(() => {
-  for (const f of ['web/dist/nbl-st-rs.wasm', 'web/dist/nbl-mt-rs.wasm', 'build/wasm/tests/test_kernels_rs_web.js']) {
+  for (const f of ['web/dist/nbl-st-rs.wasm', 'web/dist/nbl-mt-rs.wasm', 'web/dist/nbl-gpu-rs.wasm', 'build/wasm/tests/test_kernels_rs_web.js']) {
     assert.ok(fs.existsSync(path.join(REPO_ROOT, f)), `${f} is missing: run make test (or make wasm)`);
   }
 });
@@ -59,6 +59,16 @@ test('threaded relaxed build matches llama.cpp (cross-origin isolated page)', as
   const r = await sites.page.evaluate((n) => window.relaxed.goldens(n, { threads: 2 }), pick);
   assert.equal(r.relaxed, true);
   assert.equal(r.threaded, true);
+  report(r);
+});
+
+test('the GPU build\'s CPU kernels (a session after its GPU is lost) use relaxed SIMD and match llama.cpp', async () => {
+  await open(sites.plain);
+  const pick = names.filter((n) => /q4_0|q8_0|q4_k_m/.test(n)).slice(0, 4);
+  const r = await sites.page.evaluate((n) => window.relaxed.goldens(n, { gpu: true, relaxed: 'auto' }), pick);
+  assert.equal(r.async, true, 'not the GPU build');
+  assert.equal(r.relaxed, true);
+  assert.equal(r.out.length, pick.length);
   report(r);
 });
 

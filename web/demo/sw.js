@@ -13,7 +13,7 @@ const SHELL = [
   '../models.json', '../tasks.js', '../gpu.js', '../gpu-backend.js',
   '../dist/nbl-st.mjs', '../dist/nbl-st.wasm', '../dist/nbl-mt.mjs', '../dist/nbl-mt.wasm', '../dist/nbl-mt.worker.js',
   '../dist/nbl-st-rs.mjs', '../dist/nbl-st-rs.wasm', '../dist/nbl-mt-rs.mjs', '../dist/nbl-mt-rs.wasm', '../dist/nbl-mt-rs.worker.js',
-  '../dist/nbl-gpu.mjs', '../dist/nbl-gpu.wasm',
+  '../dist/nbl-gpu.mjs', '../dist/nbl-gpu.wasm', '../dist/nbl-gpu-rs.mjs', '../dist/nbl-gpu-rs.wasm',
 ].map((p) => new URL(p, HERE).href);
 
 self.addEventListener('install', (event) => {
