@@ -53,12 +53,24 @@ static inline v128_t bits16(uint32_t b) {
 }
 
 /* Halves in the low 16 bits of 32-bit lanes (the high bits ignored) -> floats, exact including
- * subnormals (the magic multiply), infinities and NaN (payload kept). */
+ * subnormals, infinities and NaN (payload kept), as h2f below: the exponent rebiased in integer
+ * arithmetic, subnormal lanes through a normal float (no subnormal operand: those cost x86 a
+ * microcode assist per instruction). */
 static inline v128_t h2f_lanes(v128_t u) {
     const v128_t em = wasm_v128_and(u, wasm_i32x4_splat(0x7fff)), sh = wasm_i32x4_shl(em, 13);
-    const v128_t special = wasm_i32x4_gt(em, wasm_i32x4_splat(0x7bff));
+    const v128_t sub = wasm_f32x4_sub(wasm_i32x4_add(sh, wasm_i32x4_splat(0x38800000)), wasm_f32x4_splat(0x1p-14f));
+    v128_t f = wasm_v128_bitselect(sub, wasm_i32x4_add(sh, wasm_i32x4_splat(0x38000000)), wasm_i32x4_lt(em, wasm_i32x4_splat(0x400)));
+    f = wasm_v128_bitselect(wasm_v128_or(sh, wasm_i32x4_splat(0x7f800000)), f, wasm_i32x4_gt(em, wasm_i32x4_splat(0x7bff)));
+    return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16));
+}
+
+/* The same for block scales, which are seldom subnormal in the 32-element types (Q8_0's only
+ * below an absolute maximum of 2^-7, Q4_0's below 2^-11): the bits as a float times 2^112,
+ * exact, six instructions fewer, an assist when a lane is subnormal. */
+static inline v128_t h2f_scales(v128_t u) {
+    const v128_t em = wasm_v128_and(u, wasm_i32x4_splat(0x7fff)), sh = wasm_i32x4_shl(em, 13);
     const v128_t f = wasm_v128_bitselect(wasm_v128_or(sh, wasm_i32x4_splat(0x7f800000)),
-                                         wasm_f32x4_mul(sh, wasm_f32x4_splat(0x1p112f)), special);
+                                         wasm_f32x4_mul(sh, wasm_f32x4_splat(0x1p112f)), wasm_i32x4_gt(em, wasm_i32x4_splat(0x7bff)));
     return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16));
 }
 
@@ -76,7 +88,7 @@ static inline v128_t h2f_at4(const uint8_t *p0, const uint8_t *p1, const uint8_t
     u = wasm_v128_load16_lane(p1, u, 2);
     u = wasm_v128_load16_lane(p2, u, 4);
     u = wasm_v128_load16_lane(p3, u, 6);
-    return h2f_lanes(u);
+    return h2f_scales(u);
 }
 
 /* ---- relaxed SIMD ------------------------------------------------------------------------------
@@ -160,19 +172,24 @@ ALWAYS_INLINE void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi
 }
 
 /* One half -> float, inline (the library's nbl_fp16_to_f32 is a call with branches, and these
- * run twice per 32-weight block): the magic multiply is exact for normals and subnormals. */
+ * run once or twice per block): the exponent rebiased in integer arithmetic. A subnormal half
+ * goes through a normal float (2^-14 + m 2^-24, less 2^-14: exact); multiplying the bits as a
+ * subnormal float by 2^112, the shorter way, costs a microcode assist of about a hundred cycles
+ * on x86 each time, and K-quant super-block scales are often that small. */
 ALWAYS_INLINE float h2f(uint16_t h) {
-    const uint32_t em = (uint32_t)(h & 0x7fff) << 13;
+    uint32_t u = (uint32_t)(h & 0x7fff) << 13;
+    const uint32_t e = u & 0x0f800000u;
     float f;
-    if ((h & 0x7c00) == 0x7c00) { /* inf, NaN (payload kept) */
-        const uint32_t u = em | 0x7f800000u;
+    if (e == 0x0f800000u) { /* inf, NaN (payload kept) */
+        u |= 0x7f800000u;
+    } else if (e) {
+        u += 0x38000000u;
+    } else { /* zero, subnormal */
+        u += 0x38800000u;
         memcpy(&f, &u, 4);
-    } else {
-        memcpy(&f, &em, 4);
-        f *= 0x1p112f;
+        f -= 0x1p-14f;
+        memcpy(&u, &f, 4);
     }
-    uint32_t u;
-    memcpy(&u, &f, 4);
     u |= (uint32_t)(h & 0x8000) << 16;
     memcpy(&f, &u, 4);
     return f;
@@ -491,27 +508,45 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
             const nbl_block_q6_K *b = (const nbl_block_q6_K *)row + sb;
             d = h2f(b->d);
             const v128_t o32 = wasm_i8x16_splat(32);
+            const v128_t sc8 = wasm_v128_load(b->scales); /* the 16 sub-block scales, int8 */
+            /* relaxed: dot(u - 32, x) = dot(x, u) - 32 sum(x): the offsets of all 16 sub-blocks
+             * at once, sum_j scale_j * bsums_j, in 16-bit lanes */
+            if (RELAXED) {
+                const v128_t sl = wasm_i16x8_extend_low_i8x16(sc8), sh = wasm_i16x8_extend_high_i8x16(sc8);
+                for (int c = 0; c < NC; c++)
+                    corr[c] = 32 * hsum_i32(wasm_i32x4_add(wasm_i32x4_dot_i16x8(sl, wasm_v128_load(xk[c]->bsums)),
+                                                           wasm_i32x4_dot_i16x8(sh, wasm_v128_load(xk[c]->bsums + 8))));
+            }
+#pragma clang loop unroll(full)
             for (int h = 0; h < 2; h++)
+#pragma clang loop unroll(full)
                 for (int l16 = 0; l16 < 2; l16++) { /* 16-byte slices of the 32-wide groups */
                     const v128_t qa = wasm_v128_load(b->ql + 64 * h + 16 * l16);
                     const v128_t qb = wasm_v128_load(b->ql + 64 * h + 32 + 16 * l16);
                     const v128_t qh = wasm_v128_load(b->qh + 32 * h + 16 * l16);
+                    v128_t v[4];
+#pragma clang loop unroll(full)
                     for (int g = 0; g < 4; g++) {
                         const v128_t src = (g & 1) ? qb : qa;
                         const v128_t lo = g < 2 ? wasm_v128_and(src, m4) : wasm_v128_and(wasm_u16x8_shr(src, 4), m4);
                         const v128_t hb = wasm_i16x8_shl(wasm_v128_and(wasm_u16x8_shr(qh, 2 * g), m3), 4);
                         const v128_t u = wasm_v128_or(lo, hb); /* 0..63, the stored value */
-                        const v128_t v = RELAXED ? u : wasm_i8x16_sub(u, o32);
-                        const int e = 128 * h + 32 * g + 16 * l16; /* first element of the slice */
-                        const int sc = b->scales[e / 16];
-                        for (int c = 0; c < NC; c++) {
-                            const v128_t xe = wasm_v128_load(xk[c]->qs + e);
-                            /* relaxed: dot(u - 32, x) = dot(x, u) - 32 sum(x), the slice's sum
-                             * being its bsums entry */
-                            const v128_t dd = RELAXED ? RDOT(xe, v, zero) : dot16(v, xe);
-                            if (RELAXED) corr[c] += 32 * sc * xk[c]->bsums[e / 16];
-                            isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(dd, wasm_i32x4_splat(sc)));
+                        v[g] = RELAXED ? u : wasm_i8x16_sub(u, o32);
+                    }
+                    /* slice g starts at element 128 h + 32 g + 16 l16, sub-block 8 h + 2 g + l16: the
+                     * four slices' dots are summed across lanes and scaled by their four scales
+                     * in one product (one multiply per slice was the loop's dearest step) */
+                    const int s0 = 8 * h + l16;
+                    const v128_t scv = wasm_i32x4_extend_low_i16x8(wasm_i16x8_extend_low_i8x16(
+                        wasm_i8x16_swizzle(sc8, wasm_i8x16_make(s0, s0 + 2, s0 + 4, s0 + 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))));
+                    for (int c = 0; c < NC; c++) {
+                        v128_t dd[4];
+#pragma clang loop unroll(full)
+                        for (int g = 0; g < 4; g++) {
+                            const v128_t xe = wasm_v128_load(xk[c]->qs + 128 * h + 32 * g + 16 * l16);
+                            dd[g] = RELAXED ? RDOT(xe, v[g], zero) : dot16(v[g], xe);
                         }
+                        isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(hsum4_i32(dd[0], dd[1], dd[2], dd[3]), scv));
                     }
                 }
         } else { /* Q2_K, Q3_K: 2-bit planes of qs, Q3_K's high bit in hmask */

@@ -74,8 +74,12 @@ static int n_tables;
 
 static void test_types(void) {
     const int64_t M = 7, T = 5;
-    for (size_t ti = 0; ti < N_WTYPES; ti++) {
-        const uint32_t wt = WTYPES[ti];
+    /* Weights of two sizes: typical ones, and tiny ones whose block scales are subnormal halves
+     * (K-quant super-block scales often are), which conversions must get exactly too. */
+    static const float WMAG[2] = {0.05f, 5e-5f};
+    for (size_t ti = 0; ti < 2 * N_WTYPES; ti++) {
+        const uint32_t wt = WTYPES[ti % N_WTYPES];
+        const float wmag = WMAG[ti / N_WTYPES];
         const uint32_t xt = (uint32_t)nbl_vec_dot_type(wt);
         const int64_t K = nbl_type_traits_get(wt)->blck == 256 ? 768 : 896;
         const size_t bw = nbl_row_bytes(wt, K), bx = nbl_row_bytes(xt, K);
@@ -83,7 +87,7 @@ static void test_types(void) {
         uint8_t *w = malloc(bw * M), *xq_ref = malloc(bx * T);
         float *yref = malloc(sizeof(float) * M * T), *y = malloc(sizeof(float) * M * T);
         float *wd = malloc(sizeof(float) * K);
-        for (int64_t i = 0; i < M * K; i++) wf[i] = rnd_act() * 0.05f;
+        for (int64_t i = 0; i < M * K; i++) wf[i] = rnd_act() * wmag;
         for (int64_t i = 0; i < T * K; i++) x[i] = rnd_act();
         for (int64_t r = 0; r < M; r++) nbl_quant_row(wt, wf + r * K, w + r * bw, K, NULL);
         const nbl_kernels *ref = nbl_kernels_ref();
@@ -101,8 +105,8 @@ static void test_types(void) {
                 if (ratio > worst) worst = ratio;
             }
         }
-        CHECK(worst <= 1.0, "%s ref: error %.3f x the activation-quantization bound",
-              nbl_type_traits_get(wt)->name, worst);
+        CHECK(worst <= 1.0, "%s ref (weights ~%g): error %.3f x the activation-quantization bound",
+              nbl_type_traits_get(wt)->name, wmag, worst);
 
         for (int k = 0; k < n_tables; k++) {
             const nbl_kernels *kt = tables[k];
@@ -132,8 +136,8 @@ static void test_types(void) {
                             if (!(e <= tworst)) tworst = isnan(e) ? INFINITY : e;
                         }
                 }
-            CHECK(tworst <= 2e-5, "%s %s tile: relative error %.3g vs the reference (bound 2e-5)",
-                  kt->name, nbl_type_traits_get(wt)->name, tworst);
+            CHECK(tworst <= 2e-5, "%s %s tile (weights ~%g): relative error %.3g vs the reference (bound 2e-5)",
+                  kt->name, nbl_type_traits_get(wt)->name, wmag, tworst);
             /* 3. The packed prefill path, when the table has one: a panel of M < 8 rows. */
             if (kt->pack[wt]) {
                 const int32_t blk = kt->pack_blk[wt], hm = kt->pack_min[wt];
