@@ -444,8 +444,19 @@ MAKE_TILE32(wt_iq4_nl, W_IQ4)
 
 enum { K_Q2, K_Q3, K_Q4, K_Q5, K_Q6 };
 
-static inline void unpack_k4(const uint8_t *scales, uint8_t out[16]) {
-    for (int j = 0; j < 8; j++) nbl_get_scale_min_k4(j, scales, &out[j], &out[8 + j]);
+/* Q4_K / Q5_K's 12 bytes of 6-bit scales and minimums -> one vector: the 8 scales, then the 8
+ * minimums (nbl_get_scale_min_k4's values), in vector operations (eight scalar unpackings per
+ * super-block cost about as much as its dots). Reads 16 bytes: the block's quants follow. */
+static inline v128_t unpack_k4v(const uint8_t *q) {
+    const v128_t v = wasm_v128_load(q), m4 = wasm_i8x16_splat(0x0F);
+    const v128_t lo6 = wasm_v128_and(v, wasm_i8x16_splat(63)), hi2 = wasm_v128_and(wasm_u16x8_shr(v, 6), wasm_i8x16_splat(3));
+    const v128_t lo4 = wasm_v128_and(v, m4), hi4 = wasm_v128_and(wasm_u16x8_shr(v, 4), m4);
+    /* j < 4: scale q[j] & 63, minimum q[j+4] & 63; j >= 4: scale q[j+4] & 15 | (q[j-4] >> 6) << 4,
+     * minimum q[j+4] >> 4 | (q[j] >> 6) << 4 */
+    const v128_t t = wasm_i8x16_shuffle(lo4, hi4, 8, 9, 10, 11, 24, 25, 26, 27, 0, 0, 0, 0, 0, 0, 0, 0);
+    const v128_t base = wasm_i8x16_shuffle(lo6, t, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const v128_t top = wasm_i8x16_shuffle(hi2, wasm_i8x16_splat(0), 16, 16, 16, 16, 0, 1, 2, 3, 16, 16, 16, 16, 4, 5, 6, 7);
+    return wasm_v128_or(base, wasm_i16x8_shl(top, 4)); /* top <= 3: no carry across bytes */
 }
 
 static inline int q3k_scale(const uint8_t *sc, int j) {
@@ -479,25 +490,42 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
             const uint8_t *qs = Q == K_Q4 ? b4->qs : b5->qs;
             d = h2f(Q == K_Q4 ? b4->d : b5->d);
             dmin = h2f(Q == K_Q4 ? b4->dmin : b5->dmin);
-            uint8_t smn[16];
-            unpack_k4(Q == K_Q4 ? b4->scales : b5->scales, smn);
+            const v128_t smv = unpack_k4v(Q == K_Q4 ? b4->scales : b5->scales);
+            /* sum_j min_j (bsums[2j] + bsums[2j+1]): the minimums doubled up in 16-bit lanes */
+            const v128_t dup = wasm_i8x16_shuffle(smv, smv, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+            const v128_t mlo = wasm_u16x8_extend_low_u8x16(dup), mhi = wasm_u16x8_extend_high_u8x16(dup);
             for (int c = 0; c < NC; c++)
-                for (int j = 0; j < 8; j++) msum[c] += smn[8 + j] * (xk[c]->bsums[2 * j] + xk[c]->bsums[2 * j + 1]);
+                msum[c] = hsum_i32(wasm_i32x4_add(wasm_i32x4_dot_i16x8(mlo, wasm_v128_load(xk[c]->bsums)),
+                                                  wasm_i32x4_dot_i16x8(mhi, wasm_v128_load(xk[c]->bsums + 8))));
+            const v128_t sc16 = wasm_u16x8_extend_low_u8x16(smv);
+            const v128_t scq[2] = {wasm_u32x4_extend_low_u16x8(sc16), wasm_u32x4_extend_high_u16x8(sc16)};
             const v128_t qh0 = Q == K_Q5 ? wasm_v128_load(b5->qh) : zero;
             const v128_t qh1 = Q == K_Q5 ? wasm_v128_load(b5->qh + 16) : zero;
-            for (int j = 0; j < 8; j++) {
-                const v128_t a = wasm_v128_load(qs + (j / 2) * 32), b = wasm_v128_load(qs + (j / 2) * 32 + 16);
-                v128_t ua = (j & 1) ? wasm_v128_and(wasm_u16x8_shr(a, 4), m4) : wasm_v128_and(a, m4);
-                v128_t ub = (j & 1) ? wasm_v128_and(wasm_u16x8_shr(b, 4), m4) : wasm_v128_and(b, m4);
-                if (Q == K_Q5) {
-                    ua = wasm_v128_or(ua, wasm_i16x8_shl(wasm_v128_and(wasm_u16x8_shr(qh0, j), one), 4));
-                    ub = wasm_v128_or(ub, wasm_i16x8_shl(wasm_v128_and(wasm_u16x8_shr(qh1, j), one), 4));
+            /* four 32-element sub-blocks at a time: their dots summed across lanes, times their
+             * four scales in one product */
+#pragma clang loop unroll(full)
+            for (int j4 = 0; j4 < 2; j4++) {
+                v128_t ua[4], ub[4];
+#pragma clang loop unroll(full)
+                for (int jj = 0; jj < 4; jj++) {
+                    const int j = 4 * j4 + jj;
+                    const v128_t a = wasm_v128_load(qs + (j / 2) * 32), b = wasm_v128_load(qs + (j / 2) * 32 + 16);
+                    ua[jj] = (j & 1) ? wasm_v128_and(wasm_u16x8_shr(a, 4), m4) : wasm_v128_and(a, m4);
+                    ub[jj] = (j & 1) ? wasm_v128_and(wasm_u16x8_shr(b, 4), m4) : wasm_v128_and(b, m4);
+                    if (Q == K_Q5) {
+                        ua[jj] = wasm_v128_or(ua[jj], wasm_i16x8_shl(wasm_v128_and(wasm_u16x8_shr(qh0, j), one), 4));
+                        ub[jj] = wasm_v128_or(ub[jj], wasm_i16x8_shl(wasm_v128_and(wasm_u16x8_shr(qh1, j), one), 4));
+                    }
                 }
-                const v128_t scj = wasm_i32x4_splat(smn[j]);
                 for (int c = 0; c < NC; c++) {
-                    const v128_t xa = wasm_v128_load(xk[c]->qs + 32 * j), xb2 = wasm_v128_load(xk[c]->qs + 32 * j + 16);
-                    const v128_t s = RELAXED ? RDOT(xb2, ub, RDOT(xa, ua, zero)) : wasm_i32x4_add(dot16(ua, xa), dot16(ub, xb2));
-                    isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(s, scj));
+                    v128_t sj[4];
+#pragma clang loop unroll(full)
+                    for (int jj = 0; jj < 4; jj++) {
+                        const uint8_t *xq = (const uint8_t *)xk[c]->qs + 32 * (4 * j4 + jj);
+                        const v128_t xa = wasm_v128_load(xq), xb2 = wasm_v128_load(xq + 16);
+                        sj[jj] = RELAXED ? RDOT(xb2, ub[jj], RDOT(xa, ua[jj], zero)) : wasm_i32x4_add(dot16(ua[jj], xa), dot16(ub[jj], xb2));
+                    }
+                    isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(hsum4_i32(sj[0], sj[1], sj[2], sj[3]), scq[j4]));
                 }
             }
         } else if (Q == K_Q6) {
