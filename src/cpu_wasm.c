@@ -459,10 +459,33 @@ static inline v128_t unpack_k4v(const uint8_t *q) {
     return wasm_v128_or(base, wasm_i16x8_shl(top, 4)); /* top <= 3: no carry across bytes */
 }
 
-static inline int q3k_scale(const uint8_t *sc, int j) {
-    const int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
-    const int hi = (sc[8 + (j % 4)] >> (2 * (j / 4))) & 3;
-    return (lo | (hi << 4)) - 32;
+/* Q3_K's 12 bytes of 6-bit scales -> the 16 signed sub-block scales (value - 32), in vector
+ * operations. Reads exactly the 12 bytes. */
+static inline v128_t unpack_q3k_scales(const uint8_t *sc) {
+    const v128_t v = wasm_v128_load32_lane(sc + 8, wasm_v128_load64_zero(sc), 2);
+    const v128_t m4 = wasm_i8x16_splat(0x0F), m3 = wasm_i8x16_splat(3);
+    /* j < 8: low bits sc[j] & 15, else sc[j - 8] >> 4; high bits (sc[8 + j % 4] >> 2 (j / 4)) & 3 */
+    const v128_t lo = wasm_i8x16_shuffle(wasm_v128_and(v, m4), wasm_v128_and(wasm_u16x8_shr(v, 4), m4),
+                                         0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const v128_t a = wasm_i8x16_shuffle(wasm_v128_and(v, m3), wasm_v128_and(wasm_u16x8_shr(v, 2), m3),
+                                        8, 9, 10, 11, 24, 25, 26, 27, 0, 0, 0, 0, 0, 0, 0, 0);
+    const v128_t b = wasm_i8x16_shuffle(wasm_v128_and(wasm_u16x8_shr(v, 4), m3), wasm_v128_and(wasm_u16x8_shr(v, 6), m3),
+                                        8, 9, 10, 11, 24, 25, 26, 27, 0, 0, 0, 0, 0, 0, 0, 0);
+    const v128_t hi = wasm_i8x16_shuffle(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    return wasm_i8x16_sub(wasm_v128_or(lo, wasm_i16x8_shl(hi, 4)), wasm_i8x16_splat(32)); /* hi <= 3: no carry */
+}
+
+/* The signed 8-bit sub-block scales s0, s0 + 2, s0 + 4, s0 + 6 of sc8 as four int32 lanes: the
+ * scales of the four 16-element slices g = 0..3 that Q2_K, Q3_K and Q6_K visit together (slice
+ * g of group (h, l16) is sub-block 8 h + 2 g + l16). */
+#define SLICE_SCALES(sc8, s0)                                                                   \
+    wasm_i32x4_extend_low_i16x8(wasm_i16x8_extend_low_i8x16(wasm_i8x16_swizzle(                 \
+        (sc8), wasm_i8x16_make((s0), (s0) + 2, (s0) + 4, (s0) + 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))))
+
+/* sum_j w[j] * bsums[j] over a Q8_K block's 16 sub-block sums, w 16 signed bytes. */
+static inline int32_t bsums_dot(v128_t w, const int16_t *bsums) {
+    return hsum_i32(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w), wasm_v128_load(bsums)),
+                                   wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w), wasm_v128_load(bsums + 8))));
 }
 
 /* One weight row against NC activation rows (xs[c], ggml Q8_K blocks): out[c] = the dot. Each
@@ -538,12 +561,8 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
             const v128_t sc8 = wasm_v128_load(b->scales); /* the 16 sub-block scales, int8 */
             /* relaxed: dot(u - 32, x) = dot(x, u) - 32 sum(x): the offsets of all 16 sub-blocks
              * at once, sum_j scale_j * bsums_j, in 16-bit lanes */
-            if (RELAXED) {
-                const v128_t sl = wasm_i16x8_extend_low_i8x16(sc8), sh = wasm_i16x8_extend_high_i8x16(sc8);
-                for (int c = 0; c < NC; c++)
-                    corr[c] = 32 * hsum_i32(wasm_i32x4_add(wasm_i32x4_dot_i16x8(sl, wasm_v128_load(xk[c]->bsums)),
-                                                           wasm_i32x4_dot_i16x8(sh, wasm_v128_load(xk[c]->bsums + 8))));
-            }
+            if (RELAXED)
+                for (int c = 0; c < NC; c++) corr[c] = 32 * bsums_dot(sc8, xk[c]->bsums);
 #pragma clang loop unroll(full)
             for (int h = 0; h < 2; h++)
 #pragma clang loop unroll(full)
@@ -563,9 +582,7 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
                     /* slice g starts at element 128 h + 32 g + 16 l16, sub-block 8 h + 2 g + l16: the
                      * four slices' dots are summed across lanes and scaled by their four scales
                      * in one product (one multiply per slice was the loop's dearest step) */
-                    const int s0 = 8 * h + l16;
-                    const v128_t scv = wasm_i32x4_extend_low_i16x8(wasm_i16x8_extend_low_i8x16(
-                        wasm_i8x16_swizzle(sc8, wasm_i8x16_make(s0, s0 + 2, s0 + 4, s0 + 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))));
+                    const v128_t scv = SLICE_SCALES(sc8, 8 * h + l16);
                     for (int c = 0; c < NC; c++) {
                         v128_t dd[4];
 #pragma clang loop unroll(full)
@@ -580,35 +597,48 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
             const nbl_block_q2_K *b2 = (const nbl_block_q2_K *)row + sb;
             const nbl_block_q3_K *b3 = (const nbl_block_q3_K *)row + sb;
             const uint8_t *qs = Q == K_Q2 ? b2->qs : b3->qs;
+            v128_t sc8; /* the 16 sub-block scales, 8-bit */
             if (Q == K_Q2) {
                 d = h2f(b2->d);
                 dmin = h2f(b2->dmin);
-                for (int c = 0; c < NC; c++)
-                    for (int j = 0; j < 16; j++) msum[c] += (b2->scales[j] >> 4) * xk[c]->bsums[j];
+                const v128_t sm = wasm_v128_load(b2->scales), m4b = wasm_i8x16_splat(0x0F);
+                sc8 = wasm_v128_and(sm, m4b);
+                const v128_t mn = wasm_v128_and(wasm_u16x8_shr(sm, 4), m4b);
+                for (int c = 0; c < NC; c++) msum[c] = bsums_dot(mn, xk[c]->bsums);
             } else {
                 d = h2f(b3->d);
+                sc8 = unpack_q3k_scales(b3->scales);
+                /* relaxed: dot(v - 4, x) = dot(x, v) - 4 sum(x), for all 16 sub-blocks at once */
+                if (RELAXED)
+                    for (int c = 0; c < NC; c++) corr[c] = 4 * bsums_dot(sc8, xk[c]->bsums);
             }
             const v128_t o4 = wasm_i8x16_splat(4);
+#pragma clang loop unroll(full)
             for (int h = 0; h < 2; h++)
+#pragma clang loop unroll(full)
                 for (int l16 = 0; l16 < 2; l16++) {
                     const v128_t q = wasm_v128_load(qs + 32 * h + 16 * l16);
                     const v128_t hm = Q == K_Q3 ? wasm_v128_load(b3->hmask + 16 * l16) : zero;
+                    v128_t v[4];
+#pragma clang loop unroll(full)
                     for (int g = 0; g < 4; g++) {
-                        v128_t v = wasm_v128_and(wasm_u16x8_shr(q, 2 * g), m3);
+                        v[g] = wasm_v128_and(wasm_u16x8_shr(q, 2 * g), m3);
                         if (Q == K_Q3) { /* v | high bit << 2 is 0..7, the value less 4 */
                             const v128_t hb = wasm_v128_and(wasm_u16x8_shr(hm, 4 * h + g), one);
-                            v = wasm_v128_or(v, wasm_i16x8_shl(hb, 2));
-                            if (!RELAXED) v = wasm_i8x16_sub(v, o4);
+                            v[g] = wasm_v128_or(v[g], wasm_i16x8_shl(hb, 2));
+                            if (!RELAXED) v[g] = wasm_i8x16_sub(v[g], o4);
                         }
-                        const int e = 128 * h + 32 * g + 16 * l16;
-                        const int sc = Q == K_Q2 ? (b2->scales[e / 16] & 0xF) : q3k_scale(b3->scales, e / 16);
-                        for (int c = 0; c < NC; c++) {
-                            const v128_t xe = wasm_v128_load(xk[c]->qs + e);
-                            const v128_t dd = RELAXED ? RDOT(xe, v, zero) : dot16(v, xe);
-                            /* relaxed Q3_K: dot(v - 4, x) = dot(x, v) - 4 sum(x) */
-                            if (RELAXED && Q == K_Q3) corr[c] += 4 * sc * xk[c]->bsums[e / 16];
-                            isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(dd, wasm_i32x4_splat(sc)));
+                    }
+                    /* the four slices' dots summed across lanes, times their scales in one product */
+                    const v128_t scv = SLICE_SCALES(sc8, 8 * h + l16);
+                    for (int c = 0; c < NC; c++) {
+                        v128_t dd[4];
+#pragma clang loop unroll(full)
+                        for (int g = 0; g < 4; g++) {
+                            const v128_t xe = wasm_v128_load(xk[c]->qs + 128 * h + 32 * g + 16 * l16);
+                            dd[g] = RELAXED ? RDOT(xe, v[g], zero) : dot16(v[g], xe);
                         }
+                        isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(hsum4_i32(dd[0], dd[1], dd[2], dd[3]), scv));
                     }
                 }
         }
