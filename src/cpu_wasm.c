@@ -482,6 +482,24 @@ static inline v128_t unpack_q3k_scales(const uint8_t *sc) {
     wasm_i32x4_extend_low_i16x8(wasm_i16x8_extend_low_i8x16(wasm_i8x16_swizzle(                 \
         (sc8), wasm_i8x16_make((s0), (s0) + 2, (s0) + 4, (s0) + 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))))
 
+/* Q2_K, Q3_K and Q6_K: the four 16-element slices g = 0..3 of group (h, l16) (slice g starts at
+ * element 128 h + 32 g + 16 l16), decoded in v[], against NC activation blocks: their dots are
+ * summed across lanes and scaled by their four scales scv in one product (one multiply per
+ * slice was the loop's dearest step), into isum[c]. */
+ALWAYS_INLINE void slices4(const int NC, const nbl_block_q8_K *const *xk, int h, int l16, const v128_t v[4], v128_t scv,
+                           v128_t *isum) {
+    const v128_t zero = wasm_i32x4_splat(0);
+    for (int c = 0; c < NC; c++) {
+        v128_t dd[4];
+#pragma clang loop unroll(full)
+        for (int g = 0; g < 4; g++) {
+            const v128_t xe = wasm_v128_load(xk[c]->qs + 128 * h + 32 * g + 16 * l16);
+            dd[g] = RELAXED ? RDOT(xe, v[g], zero) : dot16(v[g], xe);
+        }
+        isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(hsum4_i32(dd[0], dd[1], dd[2], dd[3]), scv));
+    }
+}
+
 /* sum_j w[j] * bsums[j] over a Q8_K block's 16 sub-block sums, w 16 signed bytes. */
 static inline int32_t bsums_dot(v128_t w, const int16_t *bsums) {
     return hsum_i32(wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w), wasm_v128_load(bsums)),
@@ -579,19 +597,8 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
                         const v128_t u = wasm_v128_or(lo, hb); /* 0..63, the stored value */
                         v[g] = RELAXED ? u : wasm_i8x16_sub(u, o32);
                     }
-                    /* slice g starts at element 128 h + 32 g + 16 l16, sub-block 8 h + 2 g + l16: the
-                     * four slices' dots are summed across lanes and scaled by their four scales
-                     * in one product (one multiply per slice was the loop's dearest step) */
                     const v128_t scv = SLICE_SCALES(sc8, 8 * h + l16);
-                    for (int c = 0; c < NC; c++) {
-                        v128_t dd[4];
-#pragma clang loop unroll(full)
-                        for (int g = 0; g < 4; g++) {
-                            const v128_t xe = wasm_v128_load(xk[c]->qs + 128 * h + 32 * g + 16 * l16);
-                            dd[g] = RELAXED ? RDOT(xe, v[g], zero) : dot16(v[g], xe);
-                        }
-                        isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(hsum4_i32(dd[0], dd[1], dd[2], dd[3]), scv));
-                    }
+                    slices4(NC, xk, h, l16, v, scv, isum);
                 }
         } else { /* Q2_K, Q3_K: 2-bit planes of qs, Q3_K's high bit in hmask */
             const nbl_block_q2_K *b2 = (const nbl_block_q2_K *)row + sb;
@@ -629,17 +636,8 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
                             if (!RELAXED) v[g] = wasm_i8x16_sub(v[g], o4);
                         }
                     }
-                    /* the four slices' dots summed across lanes, times their scales in one product */
                     const v128_t scv = SLICE_SCALES(sc8, 8 * h + l16);
-                    for (int c = 0; c < NC; c++) {
-                        v128_t dd[4];
-#pragma clang loop unroll(full)
-                        for (int g = 0; g < 4; g++) {
-                            const v128_t xe = wasm_v128_load(xk[c]->qs + 128 * h + 32 * g + 16 * l16);
-                            dd[g] = RELAXED ? RDOT(xe, v[g], zero) : dot16(v[g], xe);
-                        }
-                        isum[c] = wasm_i32x4_add(isum[c], wasm_i32x4_mul(hsum4_i32(dd[0], dd[1], dd[2], dd[3]), scv));
-                    }
+                    slices4(NC, xk, h, l16, v, scv, isum);
                 }
         }
         for (int c = 0; c < NC; c++)
