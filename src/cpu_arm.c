@@ -298,11 +298,12 @@ MAKE_TILEF(nt_bf16, dot_bf16_bf16, uint16_t)
 
 /* ---- elementwise helpers ------------------------------------------------------------------ */
 
-/* exp(x): range reduction by ln2 and a degree-6 polynomial (about 1 ulp); 0 below -87.3. */
+/* exp(x): range reduction by ln2 and a degree-6 polynomial (about 1 ulp); 0 below -87.3, infinity
+ * above ln(FLT_MAX) as expf. */
 static inline float32x4_t exp4(float32x4_t x) {
-    const float32x4_t lo = vdupq_n_f32(-87.33f);
-    const uint32x4_t under = vcltq_f32(x, lo);
-    x = vminq_f32(vmaxq_f32(x, lo), vdupq_n_f32(88.37f));
+    const float32x4_t lo = vdupq_n_f32(-87.33f), hi = vdupq_n_f32(88.72283f);
+    const uint32x4_t under = vcltq_f32(x, lo), over = vcgtq_f32(x, hi);
+    x = vminq_f32(vmaxq_f32(x, lo), hi);
     const float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
     float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
     r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
@@ -318,7 +319,7 @@ static inline float32x4_t exp4(float32x4_t x) {
     const float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(h, vdupq_n_s32(127)), 23));
     const float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vsubq_s32(ni, h), vdupq_n_s32(127)), 23));
     p = vmulq_f32(vmulq_f32(p, s1), s2);
-    return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(p), under));
+    return vbslq_f32(over, vdupq_n_f32(INFINITY), vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(p), under)));
 }
 
 static void n_silu_mul(float *y, const float *g, const float *u, int64_t n) {

@@ -33,6 +33,19 @@ static inline v128_t dot16(v128_t a, v128_t b) {
                           wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a), wasm_i16x8_extend_high_i8x16(b)));
 }
 
+/* Loop-invariant vectors for the hot loops, splat from a value the engine cannot see as a
+ * constant: V8 rematerializes a vector constant at every use, inside the loop (a 64-bit
+ * immediate move, a move to a vector register and an unpack each time: fifteen instructions per
+ * block of the Q4_0 decode tile), while a computed value before the loop stays in a register.
+ * The empty asm hides the value from the compiler, which would fold the splat back into a
+ * constant. */
+ALWAYS_INLINE int32_t opaque_i32(int32_t c) {
+    __asm__("" : "+r"(c));
+    return c;
+}
+ALWAYS_INLINE v128_t vsplat_i8(int8_t c) { return wasm_i8x16_splat((int8_t)opaque_i32(c)); }
+ALWAYS_INLINE v128_t vsplat_i32(int32_t c) { return wasm_i32x4_splat(opaque_i32(c)); }
+
 static inline uint16_t ld16(const uint8_t *p) {
     uint16_t v;
     memcpy(&v, p, 2);
@@ -60,31 +73,10 @@ static inline v128_t h2f_lanes(v128_t u) {
     return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16));
 }
 
-/* The same for block scales, which are seldom subnormal in the 32-element types (Q8_0's only
- * below an absolute maximum of 2^-7, Q4_0's below 2^-11): the bits as a float times 2^112,
- * exact, six instructions fewer, an assist when a lane is subnormal. */
-static inline v128_t h2f_scales(v128_t u) {
-    const v128_t em = wasm_v128_and(u, wasm_i32x4_splat(0x7fff)), sh = wasm_i32x4_shl(em, 13);
-    const v128_t f = wasm_v128_bitselect(wasm_v128_or(sh, wasm_i32x4_splat(0x7f800000)),
-                                         wasm_f32x4_mul(sh, wasm_f32x4_splat(0x1p112f)), wasm_i32x4_gt(em, wasm_i32x4_splat(0x7bff)));
-    return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(u, wasm_i32x4_splat(0x8000)), 16));
-}
-
 /* 8 halves -> 8 floats (two vectors). */
 static inline void f16x8_to_f32(v128_t h, v128_t *lo, v128_t *hi) {
     *lo = h2f_lanes(wasm_u32x4_extend_low_u16x8(h));
     *hi = h2f_lanes(wasm_u32x4_extend_high_u16x8(h));
-}
-
-/* The halves at four addresses -> four floats, one lane insert per load (decode's four weight
- * rows' block scales: converted together instead of one scalar conversion per row). */
-static inline v128_t h2f_at4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
-    v128_t u = wasm_i32x4_splat(0);
-    u = wasm_v128_load16_lane(p0, u, 0);
-    u = wasm_v128_load16_lane(p1, u, 2);
-    u = wasm_v128_load16_lane(p2, u, 4);
-    u = wasm_v128_load16_lane(p3, u, 6);
-    return h2f_scales(u);
 }
 
 /* ---- relaxed SIMD ------------------------------------------------------------------------------
@@ -134,9 +126,20 @@ ALWAYS_INLINE int w_bytes(int D) {
  * signed): the relaxed dot takes them as they are. */
 ALWAYS_INLINE int w_small_unsigned(int D) { return D == W_Q4_0 || D == W_Q4_1 || D == W_Q5_0 || D == W_Q5_1; }
 
+/* dec32's vectors, made once per tile (vsplat_*). */
+typedef struct {
+    v128_t m4, b16, off;
+} dec_k;
+ALWAYS_INLINE dec_k dec_consts(const int D) {
+    dec_k k;
+    k.m4 = vsplat_i8(0x0F);
+    k.b16 = D == W_Q5_0 || D == W_Q5_1 ? vsplat_i8(0x10) : k.m4;
+    k.off = D == W_Q4_0 ? vsplat_i8(8) : D == W_Q5_0 ? vsplat_i8(16) : k.m4;
+    return k;
+}
+
 /* raw: leave Q4_0 / Q5_0 values unsigned (0..15 / 0..31); the caller takes the offset off. */
-ALWAYS_INLINE void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi, const int raw) {
-    const v128_t m4 = wasm_i8x16_splat(0x0F);
+ALWAYS_INLINE void dec32(const int D, const dec_k k, const uint8_t *blk, v128_t *lo, v128_t *hi, const int raw) {
     if (D == W_Q8_0) {
         *lo = wasm_v128_load(blk + 2);
         *hi = wasm_v128_load(blk + 18);
@@ -145,7 +148,7 @@ ALWAYS_INLINE void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi
     const int off = D == W_Q4_0 || D == W_IQ4 ? 2 : D == W_Q4_1 ? 4 : D == W_Q5_0 ? 6 : 8;
     const v128_t q = wasm_v128_load(blk + off);
     /* a 16-bit shift and the mask: engines emulate an 8-bit shift with more instructions */
-    v128_t l = wasm_v128_and(q, m4), h = wasm_v128_and(wasm_u16x8_shr(q, 4), m4);
+    v128_t l = wasm_v128_and(q, k.m4), h = wasm_v128_and(wasm_u16x8_shr(q, 4), k.m4);
     if (D == W_IQ4) {
         const v128_t tab = wasm_v128_load(IQ4_TAB);
         *lo = wasm_i8x16_swizzle(tab, l);
@@ -154,14 +157,12 @@ ALWAYS_INLINE void dec32(const int D, const uint8_t *blk, v128_t *lo, v128_t *hi
     }
     if (D == W_Q5_0 || D == W_Q5_1) {
         const uint8_t *qh = blk + (D == W_Q5_0 ? 2 : 4);
-        const v128_t b16 = wasm_i8x16_splat(0x10);
-        l = wasm_v128_or(l, wasm_v128_and(bits16_at(qh), b16));
-        h = wasm_v128_or(h, wasm_v128_and(bits16_at(qh + 2), b16));
+        l = wasm_v128_or(l, wasm_v128_and(bits16_at(qh), k.b16));
+        h = wasm_v128_or(h, wasm_v128_and(bits16_at(qh + 2), k.b16));
     }
     if (!raw && (D == W_Q4_0 || D == W_Q5_0)) {
-        const v128_t o = wasm_i8x16_splat(D == W_Q4_0 ? 8 : 16);
-        l = wasm_i8x16_sub(l, o);
-        h = wasm_i8x16_sub(h, o);
+        l = wasm_i8x16_sub(l, k.off);
+        h = wasm_i8x16_sub(h, k.off);
     }
     *lo = l;
     *hi = h;
@@ -229,7 +230,8 @@ ALWAYS_INLINE void touch(const uint8_t *p, uintptr_t lim) {
 typedef struct {
     int8_t qs[32];
     float d, s;
-    int32_t sum, unused;
+    int32_t sum;
+    float d112; /* d * 2^112, for decode's block scales (h16_at4) */
 } wx_block;
 _Static_assert(sizeof(wx_block) == 48, "activation block layout");
 #define WX_BYTES ((int32_t)sizeof(wx_block))
@@ -263,7 +265,7 @@ static void w_from_f32_q8(const float *x, void *vy, int64_t K) {
         y[i].sum = hsum_i32(acc);
         y[i].d = nbl_fp16_to_f32(nbl_f32_to_fp16(d));
         y[i].s = nbl_fp16_to_f32(nbl_f32_to_fp16(d * (float)y[i].sum));
-        y[i].unused = 0;
+        y[i].d112 = y[i].d * 0x1p112f;
     }
 }
 
@@ -307,44 +309,6 @@ ALWAYS_INLINE v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) {
     return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
 }
 
-/* Decode's full tile: 4 weight rows against one activation row, streamed from memory (touched
- * ahead). The four rows' block dots are summed across lanes into one vector and scaled by the
- * four rows' scales, converted together: per block and row one float product and one sum, in
- * the scalar reference's order. (Scaling each row's dot by a scalar conversion of its own half
- * made the block scales cost more than the dots.) */
-ALWAYS_INLINE void tile32_dec4(const int D, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, float *y) {
-    const int64_t nb = K / 32;
-    const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1;
-    const int RX = RELAXED && w_small_unsigned(D);
-    const uintptr_t lim = touch_limit();
-    /* the rows are adjacent: the blocks advance through 4 * BS bytes of one stream */
-    const size_t step = 4 * (size_t)BS;
-    const wx_block *xr = (const wx_block *)x;
-    v128_t acc = wasm_f32x4_splat(0.0f);
-    for (int64_t b = 0; b < nb; b++) {
-        v128_t xl, xh, xn[2], lo, hi, p[4];
-        const v128_t init = wasm_i32x4_make(x_prep(D, xr + b, &xl, &xh, xn), 0, 0, 0);
-        /* touched in bursts: a burst's misses overlap one another, where one touch per block
-         * left each to stall on its own (Q4_0 / Q8_0 from memory: 6-8 % faster) */
-        if ((b & (TOUCH_BURST - 1)) == 0)
-            for (size_t o = 0; o < TOUCH_BURST * step; o += 64) touch(w + TOUCH_DIST + (size_t)b * step + o, lim);
-        const uint8_t *b0 = w + (size_t)b * BS, *b1 = b0 + bw, *b2 = b1 + bw, *b3 = b2 + bw;
-        dec32(D, b0, &lo, &hi, RX);
-        p[0] = block_dot(D, lo, hi, xl, xh, init, xn);
-        dec32(D, b1, &lo, &hi, RX);
-        p[1] = block_dot(D, lo, hi, xl, xh, init, xn);
-        dec32(D, b2, &lo, &hi, RX);
-        p[2] = block_dot(D, lo, hi, xl, xh, init, xn);
-        dec32(D, b3, &lo, &hi, RX);
-        p[3] = block_dot(D, lo, hi, xl, xh, init, xn);
-        const v128_t sc = wasm_f32x4_mul(h2f_at4(b0, b1, b2, b3), wasm_f32x4_splat(xr[b].d));
-        v128_t t = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum4_i32(p[0], p[1], p[2], p[3])), sc);
-        if (MIN) t = wasm_f32x4_add(t, wasm_f32x4_mul(h2f_at4(b0 + 2, b1 + 2, b2 + 2, b3 + 2), wasm_f32x4_splat(xr[b].s)));
-        acc = wasm_f32x4_add(acc, t);
-    }
-    wasm_v128_store(y, acc);
-}
-
 /* nr <= 4 weight rows against nc <= 4 activation rows: the tiles the full ones leave (decode's
  * last rows, prefill's last columns). Each activation block is loaded once for all the rows. */
 ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, int32_t nr, const uint8_t *x,
@@ -352,6 +316,7 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
     const int64_t nb = K / 32;
     const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1;
     const int RX = RELAXED && w_small_unsigned(D);
+    const dec_k dk = dec_consts(D);
     for (int32_t c = 0; c < nc; c++) {
         const wx_block *xr = (const wx_block *)(x + (size_t)c * bx);
         v128_t acc[4];
@@ -364,7 +329,7 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
             for (int32_t r = 0; r < nr; r++) {
                 const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
                 v128_t lo, hi;
-                dec32(D, blk, &lo, &hi, RX);
+                dec32(D, dk, blk, &lo, &hi, RX);
                 acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(block_dot(D, lo, hi, xl, xh, init, xn)),
                                                                wasm_f32x4_splat(h2f(ld16(blk)) * dx)));
                 if (MIN) accm[r] += h2f(ld16(blk + 2)) * sx;
@@ -372,6 +337,73 @@ ALWAYS_INLINE void tile32(const int D, int64_t K, const uint8_t *w, size_t bw, i
         }
         for (int32_t r = 0; r < nr; r++) y[c * ldy + r] = hsum_f32(acc[r]) + accm[r];
     }
+}
+
+/* Decode's block scales: the halves at four addresses in the high 16 bits of 32-bit lanes (one
+ * lane insert per row). Shifted right by 3 with the sign and masked (h16_float), the bits are a
+ * float 2^-112 times the half, for every finite half (zero and subnormals too), so times the
+ * activation's d112 (d 2^112) they give the scalar reference's h2f(scale) * d exactly: a shift,
+ * a mask and the product that was there anyway. Infinite and NaN halves do not come out right;
+ * the tile tracks the largest exponent and hands such rows to the exact tile. */
+ALWAYS_INLINE v128_t h16_at4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
+    v128_t u = wasm_i32x4_splat(0);
+    u = wasm_v128_load16_lane(p0, u, 1);
+    u = wasm_v128_load16_lane(p1, u, 3);
+    u = wasm_v128_load16_lane(p2, u, 5);
+    u = wasm_v128_load16_lane(p3, u, 7);
+    return u;
+}
+ALWAYS_INLINE v128_t h16_float(v128_t u, v128_t mask) { return wasm_v128_and(wasm_i32x4_shr(u, 3), mask); }
+/* the lanes' halves shifted left by one more (sign dropped): an exponent of 31 is >= 0xF8000000 */
+#define H16_SPECIAL 0xF8000000u
+
+/* Decode's full tile: 4 weight rows against one activation row, streamed from memory (touched
+ * ahead). The four rows' block dots are summed across lanes into one vector and scaled by the
+ * four rows' scales, converted together: per block and row one float product and one sum, in
+ * the scalar reference's order. (Scaling each row's dot by a scalar conversion of its own half
+ * made the block scales cost more than the dots.) */
+ALWAYS_INLINE void tile32_dec4(const int D, int64_t K, const uint8_t *w, size_t bw, const uint8_t *x, float *y) {
+    const int64_t nb = K / 32;
+    const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1;
+    const int RX = RELAXED && w_small_unsigned(D);
+    const dec_k dk = dec_consts(D);
+    const v128_t hmask = vsplat_i32((int32_t)0x8FFFFFFF);
+    const uintptr_t lim = touch_limit();
+    /* the rows are adjacent: the blocks advance through 4 * BS bytes of one stream */
+    const size_t step = 4 * (size_t)BS;
+    const wx_block *xr = (const wx_block *)x;
+    v128_t acc = wasm_f32x4_splat(0.0f), spec = wasm_i32x4_splat(0);
+    for (int64_t b = 0; b < nb; b++) {
+        v128_t xl, xh, xn[2], lo, hi, p[4];
+        const v128_t init = wasm_i32x4_make(x_prep(D, xr + b, &xl, &xh, xn), 0, 0, 0);
+        /* touched in bursts: a burst's misses overlap one another, where one touch per block
+         * left each to stall on its own (Q4_0 / Q8_0 from memory: 6-8 % faster) */
+        if ((b & (TOUCH_BURST - 1)) == 0)
+            for (size_t o = 0; o < TOUCH_BURST * step; o += 64) touch(w + TOUCH_DIST + (size_t)b * step + o, lim);
+        const uint8_t *b0 = w + (size_t)b * BS, *b1 = b0 + bw, *b2 = b1 + bw, *b3 = b2 + bw;
+        dec32(D, dk, b0, &lo, &hi, RX);
+        p[0] = block_dot(D, lo, hi, xl, xh, init, xn);
+        dec32(D, dk, b1, &lo, &hi, RX);
+        p[1] = block_dot(D, lo, hi, xl, xh, init, xn);
+        dec32(D, dk, b2, &lo, &hi, RX);
+        p[2] = block_dot(D, lo, hi, xl, xh, init, xn);
+        dec32(D, dk, b3, &lo, &hi, RX);
+        p[3] = block_dot(D, lo, hi, xl, xh, init, xn);
+        const v128_t hd = h16_at4(b0, b1, b2, b3);
+        spec = wasm_u32x4_max(spec, wasm_i32x4_shl(hd, 1));
+        const v128_t sc = wasm_f32x4_mul(h16_float(hd, hmask), wasm_f32x4_splat(xr[b].d112));
+        v128_t t = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum4_i32(p[0], p[1], p[2], p[3])), sc);
+        if (MIN) {
+            const v128_t hm = h16_at4(b0 + 2, b1 + 2, b2 + 2, b3 + 2);
+            spec = wasm_u32x4_max(spec, wasm_i32x4_shl(hm, 1));
+            t = wasm_f32x4_add(t, wasm_f32x4_mul(h16_float(hm, hmask), wasm_f32x4_splat(xr[b].s * 0x1p112f)));
+        }
+        acc = wasm_f32x4_add(acc, t);
+    }
+    if (wasm_v128_any_true(wasm_u32x4_ge(spec, wasm_i32x4_splat((int32_t)H16_SPECIAL))))
+        tile32(D, K, w, bw, 4, x, 0, 1, y, 1); /* an infinite or NaN scale */
+    else
+        wasm_v128_store(y, acc);
 }
 
 /* Prefill's full tile, 4 weight rows by 4 activation rows: each weight block is decoded once
@@ -384,6 +416,7 @@ ALWAYS_INLINE void tile32_4x4(const int D, int64_t K, const uint8_t *w, size_t b
     const int64_t nb = K / 32;
     const int BS = w_bytes(D), MIN = D == W_Q4_1 || D == W_Q5_1;
     const int RX = RELAXED && w_small_unsigned(D);
+    const dec_k dk = dec_consts(D);
     const v128_t zero = wasm_i32x4_splat(0);
     const wx_block *xr[4];
     for (int c = 0; c < 4; c++) xr[c] = (const wx_block *)(x + (size_t)c * bx);
@@ -397,7 +430,7 @@ ALWAYS_INLINE void tile32_4x4(const int D, int64_t K, const uint8_t *w, size_t b
         for (int r = 0; r < 4; r++) {
             const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
             v128_t lo, hi, p[4];
-            dec32(D, blk, &lo, &hi, RX);
+            dec32(D, dk, blk, &lo, &hi, RX);
             for (int c = 0; c < 4; c++) p[c] = block_dot(D, lo, hi, xl[c], xh[c], zero, xn[c]);
             const v128_t sc = wasm_f32x4_mul(wasm_f32x4_splat(h2f(ld16(blk))), dxv);
             acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_add(hsum4_i32(p[0], p[1], p[2], p[3]), off)), sc));
@@ -734,11 +767,12 @@ MAKE_TILEF(wt_bf16, dot_bf16_bf16, uint16_t)
 
 /* ---- elementwise helpers ------------------------------------------------------------------ */
 
-/* exp(x): range reduction by ln2 and a degree-6 polynomial (about 1 ulp); 0 below -87.3. */
+/* exp(x): range reduction by ln2 and a degree-6 polynomial (about 1 ulp); 0 below -87.3, infinity
+ * above ln(FLT_MAX) as expf. */
 static inline v128_t exp4(v128_t x) {
-    const v128_t lo = wasm_f32x4_splat(-87.33f);
-    const v128_t under = wasm_f32x4_lt(x, lo);
-    x = wasm_f32x4_min(wasm_f32x4_max(x, lo), wasm_f32x4_splat(88.37f));
+    const v128_t lo = wasm_f32x4_splat(-87.33f), hi = wasm_f32x4_splat(88.72283f);
+    const v128_t under = wasm_f32x4_lt(x, lo), over = wasm_f32x4_gt(x, hi);
+    x = wasm_f32x4_min(wasm_f32x4_max(x, lo), hi);
     const v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
     v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
     r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
@@ -754,7 +788,7 @@ static inline v128_t exp4(v128_t x) {
     const v128_t s1 = wasm_i32x4_shl(wasm_i32x4_add(h, wasm_i32x4_splat(127)), 23);
     const v128_t s2 = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_sub(ni, h), wasm_i32x4_splat(127)), 23);
     p = wasm_f32x4_mul(wasm_f32x4_mul(p, s1), s2);
-    return wasm_v128_andnot(p, under);
+    return wasm_v128_bitselect(wasm_f32x4_splat(INFINITY), wasm_v128_andnot(p, under), over);
 }
 
 static void w_silu_mul(float *y, const float *g, const float *u, int64_t n) {

@@ -23,12 +23,13 @@ T2 AI float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 /* ---- elementwise helpers ------------------------------------------------------------------ */
 
-/* exp(x) for x <= 88.7: range reduction by ln2 (two-part constant) and a degree-6 polynomial;
- * about 1 ulp over the range softmax and silu use. Underflows to 0 below -87.3. */
+/* exp(x): range reduction by ln2 (two-part constant) and a degree-6 polynomial; about 1 ulp over
+ * the range softmax and silu use. Underflows to 0 below -87.3, infinity above ln(FLT_MAX) as
+ * expf. */
 T2 AI __m256 exp256(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.33f);
-    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.37f));
+    const __m256 lo = _mm256_set1_ps(-87.33f), hi = _mm256_set1_ps(88.72283f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ), over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -46,7 +47,7 @@ T2 AI __m256 exp256(__m256 x) {
     const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
     const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
     p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-    return _mm256_andnot_ps(under, p);
+    return _mm256_blendv_ps(_mm256_andnot_ps(under, p), _mm256_set1_ps(INFINITY), over);
 }
 
 T2 static void x86_silu_mul(float *y, const float *g, const float *u, int64_t n) {

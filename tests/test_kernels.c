@@ -6,6 +6,7 @@
 #include "kernels.h"
 #include "test.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,58 @@ static void test_extremes(void) {
 }
 
 /* nbl_matmul: blocking, remainders, threads, bias and ldy against per-element reference dots. */
+/* Infinite and NaN block scales (a damaged file): every table's row results must be what the
+ * reference makes of them: not finite numbers. Tables with a fast scale conversion that is exact
+ * only for finite halves must notice such a scale and take their exact path. Rows 0 and 3 stay
+ * finite and must still match. */
+static void test_special_scales(void) {
+    static const uint32_t T32[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q4_1, NBL_TYPE_Q5_0, NBL_TYPE_Q5_1, NBL_TYPE_Q8_0, NBL_TYPE_IQ4_NL};
+    static const uint16_t SPECIAL[] = {0x7C00, 0xFC00, 0x7E00, 0xFE01}; /* +inf, -inf, NaN, -NaN */
+    const int64_t K = 512, M = 4;
+    for (size_t i = 0; i < sizeof T32 / sizeof T32[0]; i++)
+        for (size_t si = 0; si < sizeof SPECIAL / sizeof SPECIAL[0]; si++)
+            for (int field = 0; field < 2; field++) { /* the scale d, or the minimum m where there is one */
+                const uint32_t wt = T32[i], xt = (uint32_t)nbl_vec_dot_type(wt);
+                if (field == 1 && wt != NBL_TYPE_Q4_1 && wt != NBL_TYPE_Q5_1) continue;
+                const size_t bs = nbl_type_traits_get(wt)->type_size, bw = nbl_row_bytes(wt, K), bx = nbl_row_bytes(xt, K);
+                float *wf = malloc(sizeof(float) * M * K), *x = malloc(sizeof(float) * K), yref[4], y[4];
+                uint8_t *w = malloc(bw * M), *xq = malloc(bx);
+                for (int64_t k = 0; k < M * K; k++) wf[k] = rnd_act() * 0.05f;
+                for (int64_t k = 0; k < K; k++) x[k] = rnd_act();
+                for (int64_t r = 0; r < M; r++) nbl_quant_row(wt, wf + r * K, w + r * bw, K, NULL);
+                /* row 1: one block's field; row 2: the last block's */
+                memcpy(w + 1 * bw + 5 * bs + 2 * (size_t)field, &SPECIAL[si], 2);
+                memcpy(w + 2 * bw + (size_t)(K / 32 - 1) * bs + 2 * (size_t)field, &SPECIAL[si], 2);
+                nbl_kernels_ref()->from_f32[xt](x, xq, K);
+                nbl_kernels_ref()->tile[wt](K, w, bw, (int32_t)M, xq, bx, 1, yref, M);
+                CHECK(!isfinite(yref[1]) && !isfinite(yref[2]) && isfinite(yref[0]) && isfinite(yref[3]),
+                      "%s ref with scale 0x%04x: %g %g %g %g", nbl_type_traits_get(wt)->name, SPECIAL[si], yref[0], yref[1], yref[2], yref[3]);
+                for (int k = 0; k < n_tables; k++) {
+                    const nbl_kernels *kt = tables[k];
+                    const int32_t xb = kt->x_bytes[xt];
+                    const size_t kbx = xb ? (size_t)(K / 32) * (size_t)xb : bx;
+                    uint8_t *kx = malloc(kbx);
+                    kt->from_f32[xt](x, kx, K);
+                    const int32_t nr = kt->tile_m[wt] < M ? kt->tile_m[wt] : (int32_t)M;
+                    int ok = 1;
+                    for (int32_t r0 = 0; r0 < M; r0 += nr) {
+                        const int32_t n = M - r0 < nr ? (int32_t)(M - r0) : nr;
+                        kt->tile[wt](K, w + (size_t)r0 * bw, bw, n, kx, kbx, 1, y + r0, M);
+                    }
+                    for (int r = 0; r < M; r++) {
+                        /* inf or NaN: an infinite scale times a zero lane sum is NaN, and
+                         * tables sum lanes in different orders */
+                        if (isfinite(yref[r])) ok &= fabs(y[r] - yref[r]) <= 1e-4 * (fabs(yref[r]) + 1);
+                        else ok &= !isfinite(y[r]);
+                    }
+                    CHECK(ok, "%s %s with %s 0x%04x: %g %g %g %g vs %g %g %g %g", kt->name, nbl_type_traits_get(wt)->name,
+                          field ? "minimum" : "scale", SPECIAL[si], y[0], y[1], y[2], y[3], yref[0], yref[1], yref[2], yref[3]);
+                    free(kx);
+                }
+                free(wf), free(x), free(w), free(xq);
+            }
+}
+
 static void test_matmul(nbl_threadpool *tp) {
     const uint32_t types[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0, NBL_TYPE_Q4_K, NBL_TYPE_Q6_K, NBL_TYPE_F16, NBL_TYPE_Q5_0};
     /* T from 16 takes the whole-product path where the table has one (AMX): ragged rows and
@@ -354,6 +407,10 @@ static void test_attn_primitives(void) {
             }
         for (int n = 1; n <= NK; n += 3) {
             for (int i = 0; i < n; i++) s[i] = rnd_act() * 4;
+            /* the ends of float's range: x = s - 3 near and past ln(FLT_MAX) and the underflow */
+            static const float EDGE[] = {91.5f, 91.72f, 91.7228f, 92.0f, 103.0f, -84.0f, -84.4f, -97.0f};
+            if (n == NK - 1 || n == 10)
+                for (int i = 0; i < 8; i++) s[(i * 5) % n] = EDGE[i];
             float s0[NK];
             memcpy(s0, s, sizeof(float) * n);
             const float sum = kt->exp_sum(s, n, 3.0f);
@@ -361,9 +418,11 @@ static void test_attn_primitives(void) {
             for (int i = 0; i < n; i++) {
                 const double r = exp((double)s0[i] - 3.0);
                 rs += r;
-                e = fmax(e, fabs(s[i] - r) / (r + 1e-32)); /* below ~1e-38 results may flush to 0 */
+                if (r > FLT_MAX) e = fmax(e, isinf(s[i]) && s[i] > 0 ? 0 : INFINITY); /* overflows as expf */
+                else e = fmax(e, fabs(s[i] - r) / (r + 1e-32)); /* below ~1e-38 results may flush to 0 */
             }
-            CHECK(e < 1e-5 && fabs(sum - rs) / rs < 1e-5, "%s exp_sum n=%d: relative error %g", kt->name, n, e);
+            const double se = rs > FLT_MAX ? (isinf(sum) ? 0 : INFINITY) : fabs(sum - rs) / rs;
+            CHECK(e < 1e-5 && se < 1e-5, "%s exp_sum n=%d: relative error %g, of the sum %g", kt->name, n, e, se);
             uint16_t h[NK];
             float f[NK];
             for (int i = 0; i < n; i++) h[i] = (uint16_t)rnd_u32();
@@ -509,6 +568,7 @@ int main(void) {
     test_threadpool();
     test_types();
     test_extremes();
+    test_special_scales();
     test_helpers();
     test_attn_primitives();
     test_rope();
