@@ -133,6 +133,10 @@ typedef struct nbl_kernels {
     int32_t x_bytes[NBL_TYPE_COUNT];
     nbl_tile_fn tile[NBL_TYPE_COUNT];         /* indexed by weight type; NULL: use ref */
     int8_t tile_m[NBL_TYPE_COUNT], tile_n[NBL_TYPE_COUNT];
+    /* Decode (one activation row) walks a chunk of rows as this many interleaved streams, tile by
+     * tile from each in turn (0 or 1: in order). For a core that cannot prefetch (wasm), more
+     * streams keep more of the hardware prefetcher's lines in flight. */
+    int8_t dec_streams;
     nbl_pack_fn pack[NBL_TYPE_COUNT];         /* NULL: prefill uses tiles */
     /* pack_off: the panel holds value + off (a power of two, or 0 for types with minimums). */
     int8_t pack_blk[NBL_TYPE_COUNT], pack_min[NBL_TYPE_COUNT];

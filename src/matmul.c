@@ -103,9 +103,16 @@ static void mm_compute(void *ctx, int32_t ith, int32_t nth) {
         const int64_t r1 = r0 + j->rows_per_chunk < j->M ? r0 + j->rows_per_chunk : j->M;
         const int64_t c0 = cb * j->cols_per_block;
         const int64_t c1 = c0 + j->cols_per_block < j->T ? c0 + j->cols_per_block : j->T;
+        /* decode: the chunk's tiles taken from S parts in turn (tile i of each part, then i+1) */
+        const int64_t n_tiles = (r1 - r0 + tm - 1) / tm;
+        const int64_t S = j->T == 1 && j->kt->dec_streams > 1 && n_tiles >= 2 * j->kt->dec_streams ? j->kt->dec_streams : 1;
+        const int64_t part = (n_tiles + S - 1) / S;
         for (int64_t c = c0; c < c1; c += tn) {
             const int32_t nc = (int32_t)(c1 - c < tn ? c1 - c : tn);
-            for (int64_t r = r0; r < r1; r += tm) {
+            for (int64_t k = 0; k < part * S; k++) {
+                const int64_t ti = (k % S) * part + k / S;
+                if (ti >= n_tiles) continue;
+                const int64_t r = r0 + ti * tm;
                 const int32_t nr = (int32_t)(r1 - r < tm ? r1 - r : tm);
                 float *y = j->Y + c * j->ldy + r;
                 tile(j->K, j->W + (size_t)r * j->bw, j->bw, nr, j->xq + (size_t)c * j->bx, j->bx,

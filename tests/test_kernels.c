@@ -265,7 +265,10 @@ static void test_matmul(nbl_threadpool *tp) {
     /* T from 16 takes the whole-product path where the table has one (AMX): ragged rows and
      * tokens on both sides of its 32 x 32 blocks. */
     const int64_t shapes[][3] = {{37, 256, 1}, {64, 512, 1}, {33, 256, 7}, {130, 512, 19}, {21, 800, 1}, {11, 800, 5},
-                                 {64, 256, 32}, {70, 800, 33}, {5, 96, 64}};
+                                 {64, 256, 32}, {70, 800, 33}, {5, 96, 64},
+                                 /* decode chunks of many tiles (taken as interleaved streams by
+                                  * tables that do), a ragged last chunk and a last partial tile */
+                                 {301, 256, 1}, {517, 512, 1}};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             const uint32_t wt = types[ti];
