@@ -44,6 +44,7 @@ int32_t nbl_wasm_zero;
 ALWAYS_INLINE int32_t opaque_i32(int32_t c) { return c ^ *(volatile int32_t *)&nbl_wasm_zero; }
 ALWAYS_INLINE v128_t vsplat_i8(int8_t c) { return wasm_i8x16_splat((int8_t)opaque_i32(c)); }
 ALWAYS_INLINE v128_t vsplat_i32(int32_t c) { return wasm_i32x4_splat(opaque_i32(c)); }
+ALWAYS_INLINE v128_t opaque_v128(v128_t c) { return wasm_v128_xor(c, wasm_i32x4_splat(opaque_i32(0))); }
 
 static inline uint16_t ld16(const uint8_t *p) {
     uint16_t v;
@@ -54,9 +55,11 @@ static inline uint16_t ld16(const uint8_t *p) {
 /* The 16 bits at p (little-endian) -> 16 bytes, 0xFF where the bit is set (bit j -> byte j).
  * Loaded splat straight into a vector (one instruction; a scalar load, shift and splat cost
  * several more per Q5 block and row). */
-static inline v128_t bits16_at(const uint8_t *p) {
-    const v128_t v = wasm_i8x16_swizzle(wasm_v128_load16_splat(p), wasm_i8x16_make(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-    const v128_t m = wasm_u8x16_make(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+static inline v128_t bits16_sel(void) { return wasm_i8x16_make(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1); }
+static inline v128_t bits16_mask(void) { return wasm_u8x16_make(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128); }
+/* sel, m: bits16_sel(), bits16_mask(), or the same made loop-invariant (opaque_v128) */
+ALWAYS_INLINE v128_t bits16_at(const uint8_t *p, v128_t sel, v128_t m) {
+    const v128_t v = wasm_i8x16_swizzle(wasm_v128_load16_splat(p), sel);
     return wasm_i8x16_eq(wasm_v128_and(v, m), m);
 }
 
@@ -127,13 +130,15 @@ ALWAYS_INLINE int w_small_unsigned(int D) { return D == W_Q4_0 || D == W_Q4_1 ||
 
 /* dec32's vectors, made once per tile (vsplat_*). */
 typedef struct {
-    v128_t m4, b16, off;
+    v128_t m4, b16, off, sel, bm;
 } dec_k;
 ALWAYS_INLINE dec_k dec_consts(const int D) {
     dec_k k;
     k.m4 = vsplat_i8(0x0F);
     k.b16 = D == W_Q5_0 || D == W_Q5_1 ? vsplat_i8(0x10) : k.m4;
     k.off = D == W_Q4_0 ? vsplat_i8(8) : D == W_Q5_0 ? vsplat_i8(16) : k.m4;
+    k.sel = D == W_Q5_0 || D == W_Q5_1 ? opaque_v128(bits16_sel()) : k.m4;
+    k.bm = D == W_Q5_0 || D == W_Q5_1 ? opaque_v128(bits16_mask()) : k.m4;
     return k;
 }
 
@@ -156,8 +161,8 @@ ALWAYS_INLINE void dec32(const int D, const dec_k k, const uint8_t *blk, v128_t 
     }
     if (D == W_Q5_0 || D == W_Q5_1) {
         const uint8_t *qh = blk + (D == W_Q5_0 ? 2 : 4);
-        l = wasm_v128_or(l, wasm_v128_and(bits16_at(qh), k.b16));
-        h = wasm_v128_or(h, wasm_v128_and(bits16_at(qh + 2), k.b16));
+        l = wasm_v128_or(l, wasm_v128_and(bits16_at(qh, k.sel, k.bm), k.b16));
+        h = wasm_v128_or(h, wasm_v128_and(bits16_at(qh + 2, k.sel, k.bm), k.b16));
     }
     if (!raw && (D == W_Q4_0 || D == W_Q5_0)) {
         l = wasm_i8x16_sub(l, k.off);
@@ -479,9 +484,9 @@ enum { K_Q2, K_Q3, K_Q4, K_Q5, K_Q6 };
 /* Q4_K / Q5_K's 12 bytes of 6-bit scales and minimums -> one vector: the 8 scales, then the 8
  * minimums (nbl_get_scale_min_k4's values), in vector operations (eight scalar unpackings per
  * super-block cost about as much as its dots). Reads 16 bytes: the block's quants follow. */
-static inline v128_t unpack_k4v(const uint8_t *q) {
-    const v128_t v = wasm_v128_load(q), m4 = wasm_i8x16_splat(0x0F);
-    const v128_t lo6 = wasm_v128_and(v, wasm_i8x16_splat(63)), hi2 = wasm_v128_and(wasm_u16x8_shr(v, 6), wasm_i8x16_splat(3));
+ALWAYS_INLINE v128_t unpack_k4v(const uint8_t *q, v128_t m4, v128_t m63, v128_t m3) {
+    const v128_t v = wasm_v128_load(q);
+    const v128_t lo6 = wasm_v128_and(v, m63), hi2 = wasm_v128_and(wasm_u16x8_shr(v, 6), m3);
     const v128_t lo4 = wasm_v128_and(v, m4), hi4 = wasm_v128_and(wasm_u16x8_shr(v, 4), m4);
     /* j < 4: scale q[j] & 63, minimum q[j+4] & 63; j >= 4: scale q[j+4] & 15 | (q[j-4] >> 6) << 4,
      * minimum q[j+4] >> 4 | (q[j] >> 6) << 4 */
@@ -493,9 +498,8 @@ static inline v128_t unpack_k4v(const uint8_t *q) {
 
 /* Q3_K's 12 bytes of 6-bit scales -> the 16 signed sub-block scales (value - 32), in vector
  * operations. Reads exactly the 12 bytes. */
-static inline v128_t unpack_q3k_scales(const uint8_t *sc) {
+ALWAYS_INLINE v128_t unpack_q3k_scales(const uint8_t *sc, v128_t m4, v128_t m3, v128_t o32) {
     const v128_t v = wasm_v128_load32_lane(sc + 8, wasm_v128_load64_zero(sc), 2);
-    const v128_t m4 = wasm_i8x16_splat(0x0F), m3 = wasm_i8x16_splat(3);
     /* j < 8: low bits sc[j] & 15, else sc[j - 8] >> 4; high bits (sc[8 + j % 4] >> 2 (j / 4)) & 3 */
     const v128_t lo = wasm_i8x16_shuffle(wasm_v128_and(v, m4), wasm_v128_and(wasm_u16x8_shr(v, 4), m4),
                                          0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
@@ -504,7 +508,7 @@ static inline v128_t unpack_q3k_scales(const uint8_t *sc) {
     const v128_t b = wasm_i8x16_shuffle(wasm_v128_and(wasm_u16x8_shr(v, 4), m3), wasm_v128_and(wasm_u16x8_shr(v, 6), m3),
                                         8, 9, 10, 11, 24, 25, 26, 27, 0, 0, 0, 0, 0, 0, 0, 0);
     const v128_t hi = wasm_i8x16_shuffle(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-    return wasm_i8x16_sub(wasm_v128_or(lo, wasm_i16x8_shl(hi, 4)), wasm_i8x16_splat(32)); /* hi <= 3: no carry */
+    return wasm_i8x16_sub(wasm_v128_or(lo, wasm_i16x8_shl(hi, 4)), o32); /* hi <= 3: no carry */
 }
 
 /* The signed 8-bit sub-block scales s0, s0 + 2, s0 + 4, s0 + 6 of sc8 as four int32 lanes: the
@@ -545,7 +549,9 @@ static inline int32_t bsums_dot(v128_t w, const int16_t *bsums) {
 ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *row, const nbl_block_q8_K *const *xs,
                           uintptr_t lim, float *out) {
     const int64_t nsb = K / 256;
-    const v128_t m4 = wasm_i8x16_splat(0x0F), m3 = wasm_i8x16_splat(3), one = wasm_i8x16_splat(1);
+    /* made once per row (vsplat_*), not per super-block */
+    const v128_t m4 = vsplat_i8(0x0F), m3 = vsplat_i8(3), one = vsplat_i8(1), m63 = vsplat_i8(63);
+    const v128_t o32 = vsplat_i8(32), o4 = vsplat_i8(4);
     const v128_t zero = wasm_i32x4_splat(0);
     const size_t SBB = Q == K_Q2 ? sizeof(nbl_block_q2_K) : Q == K_Q3 ? sizeof(nbl_block_q3_K)
                      : Q == K_Q4 ? sizeof(nbl_block_q4_K) : Q == K_Q5 ? sizeof(nbl_block_q5_K) : sizeof(nbl_block_q6_K);
@@ -566,7 +572,7 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
             const uint8_t *qs = Q == K_Q4 ? b4->qs : b5->qs;
             d = h2f(Q == K_Q4 ? b4->d : b5->d);
             dmin = h2f(Q == K_Q4 ? b4->dmin : b5->dmin);
-            const v128_t smv = unpack_k4v(Q == K_Q4 ? b4->scales : b5->scales);
+            const v128_t smv = unpack_k4v(Q == K_Q4 ? b4->scales : b5->scales, m4, m63, m3);
             /* sum_j min_j (bsums[2j] + bsums[2j+1]): the minimums doubled up in 16-bit lanes */
             const v128_t dup = wasm_i8x16_shuffle(smv, smv, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
             const v128_t mlo = wasm_u16x8_extend_low_u8x16(dup), mhi = wasm_u16x8_extend_high_u8x16(dup);
@@ -607,7 +613,6 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
         } else if (Q == K_Q6) {
             const nbl_block_q6_K *b = (const nbl_block_q6_K *)row + sb;
             d = h2f(b->d);
-            const v128_t o32 = wasm_i8x16_splat(32);
             const v128_t sc8 = wasm_v128_load(b->scales); /* the 16 sub-block scales, int8 */
             /* relaxed: dot(u - 32, x) = dot(x, u) - 32 sum(x): the offsets of all 16 sub-blocks
              * at once, sum_j scale_j * bsums_j, in 16-bit lanes */
@@ -640,18 +645,17 @@ ALWAYS_INLINE void dotk_n(const int Q, const int NC, int64_t K, const uint8_t *r
             if (Q == K_Q2) {
                 d = h2f(b2->d);
                 dmin = h2f(b2->dmin);
-                const v128_t sm = wasm_v128_load(b2->scales), m4b = wasm_i8x16_splat(0x0F);
-                sc8 = wasm_v128_and(sm, m4b);
-                const v128_t mn = wasm_v128_and(wasm_u16x8_shr(sm, 4), m4b);
+                const v128_t sm = wasm_v128_load(b2->scales);
+                sc8 = wasm_v128_and(sm, m4);
+                const v128_t mn = wasm_v128_and(wasm_u16x8_shr(sm, 4), m4);
                 for (int c = 0; c < NC; c++) msum[c] = bsums_dot(mn, xk[c]->bsums);
             } else {
                 d = h2f(b3->d);
-                sc8 = unpack_q3k_scales(b3->scales);
+                sc8 = unpack_q3k_scales(b3->scales, m4, m3, o32);
                 /* relaxed: dot(v - 4, x) = dot(x, v) - 4 sum(x), for all 16 sub-blocks at once */
                 if (RELAXED)
                     for (int c = 0; c < NC; c++) corr[c] = 4 * bsums_dot(sc8, xk[c]->bsums);
             }
-            const v128_t o4 = wasm_i8x16_splat(4);
 #pragma clang loop unroll(full)
             for (int h = 0; h < 2; h++)
 #pragma clang loop unroll(full)
