@@ -207,7 +207,6 @@ static void test_extremes(void) {
     }
 }
 
-/* nbl_matmul: blocking, remainders, threads, bias and ldy against per-element reference dots. */
 /* Infinite and NaN block scales (a damaged file): every table's row results must be what the
  * reference makes of them: not finite numbers. Tables with a fast scale conversion that is exact
  * only for finite halves must notice such a scale and take their exact path. Rows 0 and 3 stay
@@ -260,6 +259,7 @@ static void test_special_scales(void) {
             }
 }
 
+/* nbl_matmul: blocking, remainders, threads, bias and ldy against per-element reference dots. */
 static void test_matmul(nbl_threadpool *tp) {
     const uint32_t types[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0, NBL_TYPE_Q4_K, NBL_TYPE_Q6_K, NBL_TYPE_F16, NBL_TYPE_Q5_0};
     /* T from 16 takes the whole-product path where the table has one (AMX): ragged rows and
