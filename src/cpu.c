@@ -94,6 +94,11 @@ static void kv_store(const step *st) {
     }
 }
 
+/* The layout the CPU computes with: a regrouped copy when the model made one. */
+static uint32_t cpu_type(const nbl_weight *w) { return w->cpu_data ? w->cpu_type : w->type; }
+static const void *cpu_data(const nbl_weight *w) { return w->cpu_data ? w->cpu_data : w->data; }
+
+/* Rows of the file's layout, which stays mapped next to any regrouped copy. */
 static nbl_status embed(const step *st, nbl_error *err) {
     const nbl_weight *w = st->op->w;
     const uint64_t row = nbl_row_bytes(w->type, w->ne0);
@@ -129,7 +134,7 @@ nbl_status nbl_cpu_forward(const nbl_model *m, const nbl_graph *g, nbl_threadpoo
             const int64_t in_w = op->w->ne0;
             float *y = op->dst == NBL_BUF_LOGITS ? logits : dst;
             if (s->observe) s->observe(s->observe_ctx, op->w, a, rows);
-            rc = nbl_matmul_bias(tp, op->w->type, op->w->data, op->vec, op->w->ne1, in_w, a, in_w,
+            rc = nbl_matmul_bias(tp, cpu_type(op->w), cpu_data(op->w), op->vec, op->w->ne1, in_w, a, in_w,
                                  rows, y, op->n, err);
             break;
         }

@@ -340,6 +340,30 @@ REF_TILE(tile_q4_K, dot_q4_K)
 REF_TILE(tile_q5_K, dot_q5_K)
 REF_TILE(tile_q6_K, dot_q6_K)
 
+/* Regrouped rows (repack.c): a whole group block by block through the base type's dot, in the
+ * same order as the base row's, so the result is the base tile's bit for bit; the last M % 16
+ * rows are in the base layout. */
+#define REF_TILE_R16(name, rtype, base, fn)                                                    \
+    static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx, \
+                     int32_t nc, float *y, int64_t ldy) {                                     \
+        if (nr < 16) {                                                                        \
+            base(K, w, bw, nr, x, bx, nc, y, ldy);                                            \
+            return;                                                                           \
+        }                                                                                     \
+        uint8_t blk[34];                                                                      \
+        for (int32_t c = 0; c < nc; c++)                                                      \
+            for (int32_t r = 0; r < 16; r++) {                                                \
+                float s = 0.0f;                                                               \
+                for (int64_t b = 0; b < K / NBL_QK; b++) {                                    \
+                    nbl_r16_block(rtype, w, b, r, blk);                                       \
+                    s += fn(NBL_QK, blk, (const uint8_t *)x + (size_t)c * bx + (size_t)b * sizeof(nbl_block_q8_0)); \
+                }                                                                             \
+                y[c * ldy + r] = s;                                                           \
+            }                                                                                 \
+    }
+REF_TILE_R16(tile_q4_0_r16, NBL_TYPE_Q4_0_R16, tile_q4_0, dot_q4_0)
+REF_TILE_R16(tile_q8_0_r16, NBL_TYPE_Q8_0_R16, tile_q8_0, dot_q8_0)
+
 /* ---- elementwise helpers ------------------------------------------------------------------- */
 
 static void ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
@@ -422,15 +446,17 @@ static const nbl_kernels REF = {
              [NBL_TYPE_Q5_1] = tile_q5_1, [NBL_TYPE_Q8_0] = tile_q8_0,
              [NBL_TYPE_IQ4_NL] = tile_iq4_nl, [NBL_TYPE_Q2_K] = tile_q2_K,
              [NBL_TYPE_Q3_K] = tile_q3_K, [NBL_TYPE_Q4_K] = tile_q4_K, [NBL_TYPE_Q5_K] = tile_q5_K,
-             [NBL_TYPE_Q6_K] = tile_q6_K},
+             [NBL_TYPE_Q6_K] = tile_q6_K, [NBL_TYPE_Q4_0_R16] = tile_q4_0_r16, [NBL_TYPE_Q8_0_R16] = tile_q8_0_r16},
     .tile_m = {[NBL_TYPE_F32] = 4, [NBL_TYPE_F16] = 4, [NBL_TYPE_BF16] = 4, [NBL_TYPE_Q4_0] = 4,
                [NBL_TYPE_Q4_1] = 4, [NBL_TYPE_Q5_0] = 4, [NBL_TYPE_Q5_1] = 4, [NBL_TYPE_Q8_0] = 4,
                [NBL_TYPE_IQ4_NL] = 4, [NBL_TYPE_Q2_K] = 4, [NBL_TYPE_Q3_K] = 4,
-               [NBL_TYPE_Q4_K] = 4, [NBL_TYPE_Q5_K] = 4, [NBL_TYPE_Q6_K] = 4},
+               [NBL_TYPE_Q4_K] = 4, [NBL_TYPE_Q5_K] = 4, [NBL_TYPE_Q6_K] = 4, [NBL_TYPE_Q4_0_R16] = 16,
+               [NBL_TYPE_Q8_0_R16] = 16},
     .tile_n = {[NBL_TYPE_F32] = 4, [NBL_TYPE_F16] = 4, [NBL_TYPE_BF16] = 4, [NBL_TYPE_Q4_0] = 4,
                [NBL_TYPE_Q4_1] = 4, [NBL_TYPE_Q5_0] = 4, [NBL_TYPE_Q5_1] = 4, [NBL_TYPE_Q8_0] = 4,
                [NBL_TYPE_IQ4_NL] = 4, [NBL_TYPE_Q2_K] = 4, [NBL_TYPE_Q3_K] = 4,
-               [NBL_TYPE_Q4_K] = 4, [NBL_TYPE_Q5_K] = 4, [NBL_TYPE_Q6_K] = 4},
+               [NBL_TYPE_Q4_K] = 4, [NBL_TYPE_Q5_K] = 4, [NBL_TYPE_Q6_K] = 4, [NBL_TYPE_Q4_0_R16] = 4,
+               [NBL_TYPE_Q8_0_R16] = 4},
     .rmsnorm = ref_rmsnorm,
     .silu_mul = ref_silu_mul,
     .softmax = ref_softmax,

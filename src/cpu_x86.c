@@ -292,6 +292,9 @@ T2 AI __m256i dec32(const int D, const uint8_t *blk, const int vnni) {
  * 25 to 42 tokens/s when the distance grew from one tile (NR rows) to 8-16 KiB; beyond that the
  * gain flattens, and lines fetched past a matrix's end belong to the tensor read next. */
 #define PREFETCH_DIST ((size_t)16384)
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0
+#endif
 
 T2 AI void tile32_t(const int D, const int VN, const int NR, const int NC, int64_t K, const uint8_t *w,
                     size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) {
@@ -316,7 +319,7 @@ T2 AI void tile32_t(const int D, const int VN, const int NR, const int NC, int64
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const uint8_t *blk = w + (size_t)r * bw + (size_t)b * BS;
-            if (NC == 1) _mm_prefetch((const char *)blk + PREFETCH_DIST, _MM_HINT_T0);
+            if (NC == 1) _mm_prefetch((const char *)blk + PREFETCH_DIST, PF_HINT);
             const float dw = h2f(ld16(blk));
             const __m256i u = dec32(D, blk, VN);
             const __m256i au = SIGNTRICK ? _mm256_sign_epi8(u, u) : u;
@@ -441,7 +444,7 @@ T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const uint8_t *b0 = w + (size_t)r * bw + (size_t)b * BS, *b1 = b0 + BS;
-            _mm_prefetch((const char *)b0 + PREFETCH_DIST, _MM_HINT_T0);
+            _mm_prefetch((const char *)b0 + PREFETCH_DIST, PF_HINT);
             const __m512i u = dec64(D, b0, b1);
             const __m512i P = _mm512_dpbusd_epi32(init, u, xv);
             const uint32_t h2 = (uint32_t)ld16(b0) | ((uint32_t)ld16(b1) << 16);
@@ -485,7 +488,7 @@ T5 AI void tile64_4s_t(const int D, int64_t K, const uint8_t *w, size_t bw, cons
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const uint8_t *rb = b0 + (size_t)r * bw;
-            _mm_prefetch((const char *)rb + PREFETCH_DIST, _MM_HINT_T0);
+            _mm_prefetch((const char *)rb + PREFETCH_DIST, PF_HINT);
             P[r] = _mm512_dpbusd_epi32(init, dec64(D, rb, rb + BS), xv);
         }
         /* per 128-bit chunk: [S0 S1 S2 S3], Sr = that chunk's 4-lane sum for row r */
@@ -526,6 +529,72 @@ MAKE_TILE64(t5_q5_0, D_Q5_0)
 MAKE_TILE64(t5_q5_1, D_Q5_1)
 MAKE_TILE64(t5_q8_0, D_Q8_0)
 MAKE_TILE64(t5_iq4_nl, D_IQ4)
+
+/* ---- regrouped Q4_0 / Q8_0 (repack.c): one row per 32-bit lane ---------------------------------
+ * A group-block is 16 rows' scales, then chunks of 64 bytes holding 4 quant bytes of each row, so
+ * a chunk's dpbusd with 4 activation bytes broadcast to every lane advances all 16 rows: no
+ * cross-lane sums, one scale load per 16 blocks. Q8_0 quants are signed; xor 0x80 makes them the
+ * unsigned operand, corrected by nsum = -128*sum(x) as in the other tiles (Q4_0: -8*sum). */
+T5 AI void tile_r16_t(const int Q8, const int NC, int64_t K, const uint8_t *w, const uint8_t *x, size_t bx,
+                      float *y, int64_t ldy) {
+    const int64_t nb = K / 32;
+    const size_t GB = Q8 ? 544 : 288;
+    xrow xr[4];
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) xr[c] = xrow_q8(x + (size_t)c * bx, K), acc[c] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *g = w + (size_t)b * GB;
+#pragma GCC unroll 9
+        for (size_t o = 0; o < GB; o += 64) _mm_prefetch((const char *)g + PREFETCH_DIST + o, PF_HINT);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512i v[8];
+        if (Q8) {
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) v[i] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(g + 32 + 64 * i)), flip);
+        } else {
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                const __m512i t = _mm512_loadu_si512((const void *)(g + 32 + 64 * i));
+                v[i] = _mm512_and_si512(t, m4);
+                v[i + 4] = _mm512_and_si512(_mm512_srli_epi16(t, 4), m4);
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const int32_t *xq = (const int32_t *)(const void *)(xr[c].qs + 32 * b);
+            /* two chains of four: a block's eight products need not wait on each other */
+            __m512i a0 = _mm512_set1_epi32(Q8 ? xr[c].nsum[b] : xr[c].nsum[b] >> 4), a1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int i = 0; i < 8; i += 2) {
+                a0 = _mm512_dpbusd_epi32(a0, v[i], _mm512_set1_epi32(xq[i]));
+                a1 = _mm512_dpbusd_epi32(a1, v[i + 1], _mm512_set1_epi32(xq[i + 1]));
+            }
+            const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(xr[c].d[b]));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), sc, acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) _mm512_storeu_ps(y + (size_t)c * (size_t)ldy, acc[c]);
+}
+
+/* Whole groups through the regrouped kernel; the last M % 16 rows are in the base layout. */
+#define MAKE_TILE_R16(name, Q8, base)                                                            \
+    T5 static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx, \
+                        int32_t nc, float *y, int64_t ldy) {                                     \
+        if (nr < 16) {                                                                           \
+            base(K, w, bw, nr, x, bx, nc, y, ldy);                                               \
+            return;                                                                              \
+        }                                                                                        \
+        const uint8_t *X = x;                                                                    \
+        int32_t c = 0;                                                                           \
+        for (; c + 4 <= nc; c += 4) tile_r16_t(Q8, 4, K, w, X + (size_t)c * bx, bx, y + c * ldy, ldy); \
+        for (; c < nc; c++) tile_r16_t(Q8, 1, K, w, X + (size_t)c * bx, bx, y + c * ldy, ldy);   \
+    }
+
+MAKE_TILE_R16(t5_q4_0_r16, 0, t5_q4_0)
+MAKE_TILE_R16(t5_q8_0_r16, 1, t5_q8_0)
 
 /* ---- direct tiles for the K-quants (one activation column; prefill uses the packed path) ----
  * Each 32 (or 16) element group: maddubs of unsigned quants with the activations, then an int16
@@ -581,7 +650,7 @@ T2 AI void tilek_t(const int Q, const int VN, const int NR, int64_t K, const uin
             {
                 const size_t sbb = (size_t)(bw / (size_t)nsb); /* bytes per super-block */
                 const char *pf = (const char *)rowp + (size_t)sb * sbb + PREFETCH_DIST;
-                for (size_t o = 0; o < sbb; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+                for (size_t o = 0; o < sbb; o += 64) _mm_prefetch(pf + o, PF_HINT);
             }
             __m256i isum = _mm256_setzero_si256();
             float dall, dmin = 0.0f;
@@ -720,7 +789,7 @@ T5 AI void tilek512_t(const int Q, const int NR, int64_t K, const uint8_t *w, si
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const uint8_t *rowp = w + (size_t)r * bw;
-            for (size_t o = 0; o < sbb; o += 64) _mm_prefetch((const char *)rowp + (size_t)sb * sbb + PREFETCH_DIST + o, _MM_HINT_T0);
+            for (size_t o = 0; o < sbb; o += 64) _mm_prefetch((const char *)rowp + (size_t)sb * sbb + PREFETCH_DIST + o, PF_HINT);
             __m512i isum = _mm512_setzero_si512();
             float dall;
             if (Q == KQ6) {
@@ -1312,6 +1381,10 @@ const nbl_kernels *nbl_kernels_avx512(void) {
             t->tile[NBL_TYPE_Q5_1] = t5_q5_1;
             t->tile[NBL_TYPE_Q8_0] = t5_q8_0;
             t->tile[NBL_TYPE_IQ4_NL] = t5_iq4_nl;
+            t->tile[NBL_TYPE_Q4_0_R16] = t5_q4_0_r16;
+            t->tile[NBL_TYPE_Q8_0_R16] = t5_q8_0_r16;
+            t->tile_m[NBL_TYPE_Q4_0_R16] = t->tile_m[NBL_TYPE_Q8_0_R16] = 16;
+            t->regroup[NBL_TYPE_Q4_0] = t->regroup[NBL_TYPE_Q8_0] = 1;
             t->tile[NBL_TYPE_Q2_K] = t5_q2_K;
             t->tile[NBL_TYPE_Q3_K] = t5_q3_K;
             t->tile[NBL_TYPE_Q4_K] = t5_q4_K;

@@ -42,7 +42,7 @@ TA static void tiles_config(void) {
 }
 
 typedef struct amx_job {
-    uint32_t wtype;
+    uint32_t wtype, base; /* base: the ggml type of a regrouped wtype (repack.c) */
     const uint8_t *W;
     size_t bw;
     int64_t M, K, T, nb, G; /* G: token groups of 16 */
@@ -53,7 +53,8 @@ typedef struct amx_job {
     const float *bias;
     uint8_t *xv;  /* [G][nb][512] activations in VNNI order */
     float *dx;    /* [G][nb][16] their scales (0 past T) */
-    uint8_t *stage; /* per thread: [RB][K] int8 weights, then [nb][RB] float scales */
+    uint8_t *stage; /* per thread: [RB][K] int8 weights, [nb][RB] float scales, then for a
+                     * regrouped type RB rows in the base layout */
     size_t stage_bytes;
 } amx_job;
 
@@ -111,8 +112,62 @@ TA static inline void transpose16(__m512 r[16]) {
 
 /* Rows [r0, r0 + RB) of W as int8 (zero past M) and their block scales. Whole chunks of Q8_0
  * need no copy (direct = 1: the tiles load the quants in place), only their scales. */
+/* Whole regrouped groups (repack.c) straight to int8 rows: per group-block one scale conversion
+ * for 16 rows, and each 4 chunks transposed from [chunk][row] to [row][chunk] dwords. */
+TA static void amx_unpack_r16(const amx_job *j, int64_t r0, int8_t *a, float *s) {
+    const int64_t K = j->K, nb = j->nb;
+    const int q8 = j->base == NBL_TYPE_Q8_0;
+    const size_t GB = q8 ? 544 : 288;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    _Alignas(64) uint8_t t[2][4][64];
+    for (int h = 0; h < RB / 16; h++) {
+        const uint8_t *grp = j->W + (size_t)(r0 + 16 * h) * j->bw;
+        int8_t *ah = a + (size_t)16 * h * K;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *g = grp + (size_t)b * GB;
+            _mm512_storeu_ps(s + b * RB + 16 * h, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)));
+            for (int q = 0; q < (q8 ? 2 : 1); q++) {
+                __m512i c[4];
+                for (int i = 0; i < 4; i++) c[i] = _mm512_loadu_si512((const void *)(g + 32 + 64 * (4 * q + i)));
+                const __m512i t0 = _mm512_unpacklo_epi32(c[0], c[1]), t1 = _mm512_unpackhi_epi32(c[0], c[1]);
+                const __m512i t2 = _mm512_unpacklo_epi32(c[2], c[3]), t3 = _mm512_unpackhi_epi32(c[2], c[3]);
+                /* u[k], 128-bit lane L: row 4L + k's dwords from chunks 4q .. 4q+3 */
+                __m512i u[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                                _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+                for (int k = 0; k < 4; k++) {
+                    if (q8) {
+                        _mm512_store_si512((void *)t[0][k], u[k]);
+                    } else {
+                        _mm512_store_si512((void *)t[0][k], _mm512_sub_epi8(_mm512_and_si512(u[k], m4), eight));
+                        _mm512_store_si512((void *)t[1][k], _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(u[k], 4), m4), eight));
+                    }
+                }
+                for (int r = 0; r < 16; r++) {
+                    int8_t *o = ah + (size_t)r * K + 32 * b;
+                    if (q8) {
+                        memcpy(o + 16 * q, t[0][r & 3] + 16 * (r >> 2), 16);
+                    } else {
+                        memcpy(o, t[0][r & 3] + 16 * (r >> 2), 16);
+                        memcpy(o + 16, t[1][r & 3] + 16 * (r >> 2), 16);
+                    }
+                }
+            }
+        }
+    }
+}
+
 TA static void amx_unpack(const amx_job *j, int64_t r0, int direct, int8_t *a, float *s) {
     const int64_t K = j->K, nb = j->nb;
+    const uint8_t *W = j->W + (size_t)r0 * j->bw;
+    if (j->base != j->wtype && r0 + RB <= j->M / 16 * 16) {
+        amx_unpack_r16(j, r0, a, s);
+        return;
+    }
+    if (j->base != j->wtype) { /* regrouped, a chunk with the last rows: back to the base layout */
+        uint8_t *rows = (uint8_t *)(s + nb * RB);
+        nbl_r16_rows(j->wtype, j->W, j->M, K, r0, (j->M - r0 < RB ? j->M - r0 : RB), rows);
+        W = rows;
+    }
     const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
     for (int r = 0; r < RB; r++) {
         int8_t *ar = a + (size_t)r * K;
@@ -121,12 +176,12 @@ TA static void amx_unpack(const amx_job *j, int64_t r0, int direct, int8_t *a, f
             for (int64_t b = 0; b < nb; b++) s[b * RB + r] = 0.0f;
             continue;
         }
-        const uint8_t *row = j->W + (size_t)(r0 + r) * j->bw;
+        const uint8_t *row = W + (size_t)r * j->bw;
         for (int64_t b = 0; b < nb; b++) {
             uint16_t h;
             if (direct) {
                 memcpy(&h, row + (size_t)b * 34, 2);
-            } else if (j->wtype == NBL_TYPE_Q4_0) {
+            } else if (j->base == NBL_TYPE_Q4_0) {
                 const uint8_t *blk = row + (size_t)b * 18;
                 const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
                 _mm_storeu_si128((__m128i *)(ar + 32 * b), _mm_sub_epi8(_mm_and_si128(q, m4), eight));
@@ -242,19 +297,22 @@ typedef struct amx_layout {
     size_t xv, dx, stage, stage_bytes, total;
 } amx_layout;
 
-static amx_layout amx_layout_for(int64_t K, int64_t T, int32_t nth) {
+static amx_layout amx_layout_for(int64_t K, int64_t T, int32_t nth, size_t rows_bytes) {
     const size_t nb = (size_t)(K / 32), G = (size_t)((T + 15) / 16);
     amx_layout l;
     l.xv = 0;
     l.dx = G * nb * 512;
     l.stage = (l.dx + G * nb * 16 * sizeof(float) + 63) & ~(size_t)63;
-    l.stage_bytes = ((size_t)RB * (size_t)K + nb * RB * sizeof(float) + 63) & ~(size_t)63;
+    l.stage_bytes = ((size_t)RB * (size_t)K + nb * RB * sizeof(float) + rows_bytes + 63) & ~(size_t)63;
     l.total = l.stage + l.stage_bytes * (size_t)nth;
     return l;
 }
 
-/* Bytes of scratch amx_mm needs (the layout, plus room to align its start). */
-static size_t amx_scratch(int64_t K, int64_t T, int32_t nth) { return amx_layout_for(K, T, nth).total + 64; }
+/* Bytes of scratch amx_mm needs (the layout, plus room to align its start), enough for a
+ * regrouped type's rows (RB rows of Q8_0, the larger base). */
+static size_t amx_scratch(int64_t K, int64_t T, int32_t nth) {
+    return amx_layout_for(K, T, nth, (size_t)RB * (size_t)nbl_row_bytes(NBL_TYPE_Q8_0, K)).total + 64;
+}
 
 static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw, int64_t M, int64_t K,
                    const uint8_t *xq, size_t bx, int64_t T, float *Y, int64_t ldy, const float *bias,
@@ -262,6 +320,7 @@ static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw,
     amx_job j;
     memset(&j, 0, sizeof j);
     j.wtype = wtype;
+    j.base = nbl_layout_base(wtype);
     j.W = W;
     j.bw = bw;
     j.M = M;
@@ -274,7 +333,7 @@ static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw,
     j.Y = Y;
     j.ldy = ldy;
     j.bias = bias;
-    const amx_layout l = amx_layout_for(K, T, nbl_threadpool_size(tp));
+    const amx_layout l = amx_layout_for(K, T, nbl_threadpool_size(tp), j.base != wtype ? (size_t)RB * bw : 0);
     uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     j.xv = p + l.xv;
     j.dx = (float *)(p + l.dx);
@@ -312,6 +371,8 @@ const nbl_kernels *nbl_kernels_amx(void) {
             T_AMX.name = "amx";
             T_AMX.mm[NBL_TYPE_Q4_0] = amx_mm;
             T_AMX.mm[NBL_TYPE_Q8_0] = amx_mm;
+            T_AMX.mm[NBL_TYPE_Q4_0_R16] = amx_mm;
+            T_AMX.mm[NBL_TYPE_Q8_0_R16] = amx_mm;
             T_AMX.mm_min_t = 16;
             T_AMX.mm_scratch = amx_scratch;
         }

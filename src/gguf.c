@@ -474,6 +474,17 @@ static void free_priv(priv *pv) {
     pv->map = NULL;
 }
 
+void nbl_gguf_drop_pages(nbl_gguf *g, const void *p, size_t len) {
+    if (!g || !p) return;
+    const priv *pv = &((gguf_full *)g)->p;
+    const uintptr_t m0 = (uintptr_t)pv->map, m1 = m0 + pv->map_len, pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, b = a + len;
+    if (!pv->map || a < m0 || b > m1 || b < a) return;
+    a = (a + pg - 1) & ~(pg - 1); /* whole pages only: the neighbours may still be in use */
+    b &= ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 void nbl_gguf_free(nbl_gguf *g) {
     if (!g) return;
     gguf_full *f = (gguf_full *)g;

@@ -143,6 +143,9 @@ typedef struct nbl_kernels {
     uint8_t pack_off[NBL_TYPE_COUNT];
     nbl_gemm_fn gemm;
     nbl_mm_fn mm[NBL_TYPE_COUNT];             /* NULL: the packed path or tiles */
+    /* 1: weights of this base type run faster regrouped (repack.c), so models loaded for this
+     * table are; the regrouped type's tile must then be the table's own. */
+    int8_t regroup[NBL_TYPE_COUNT];
     int32_t mm_min_t;
     size_t (*mm_scratch)(int64_t K, int64_t T, int32_t nth);
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
@@ -162,6 +165,19 @@ typedef struct nbl_kernels {
     float (*exp_sum)(float *s, int64_t n, float m);
     void (*f16_to_f32)(float *dst, const uint16_t *src, int64_t n);
 } nbl_kernels;
+
+/* ---- repack.c: regrouped layouts (NBL_TYPE_*_R16; the layout is described there) ---------- */
+
+/* The ggml type a layout regroups (type itself for a ggml type). */
+uint32_t nbl_layout_base(uint32_t type);
+/* The regrouped type of a ggml type, -1 when it has none. */
+int32_t nbl_layout_r16(uint32_t base);
+/* M rows of K elements in the base layout (src) -> the regrouped layout (dst, same size). */
+void nbl_r16_pack(uint32_t rtype, const uint8_t *src, int64_t M, int64_t K, uint8_t *dst);
+/* Rows r0 .. r0+n-1 of a regrouped matrix W (M rows of K) back in the base layout, to out. */
+void nbl_r16_rows(uint32_t rtype, const uint8_t *W, int64_t M, int64_t K, int64_t r0, int64_t n, uint8_t *out);
+/* Block b of row r (0..15) of a whole group, in the base layout. */
+void nbl_r16_block(uint32_t rtype, const uint8_t *group, int64_t b, int32_t r, uint8_t *blk);
 
 /* Every table is complete: entries an ISA does not speed up are copied from the reference. */
 const nbl_kernels *nbl_kernels_ref(void);

@@ -42,7 +42,9 @@ int32_t nbl_vec_dot_type(uint32_t wtype) {
     case NBL_TYPE_Q4_0:
     case NBL_TYPE_Q5_0:
     case NBL_TYPE_Q8_0:
-    case NBL_TYPE_IQ4_NL: return NBL_TYPE_Q8_0;
+    case NBL_TYPE_IQ4_NL:
+    case NBL_TYPE_Q4_0_R16:
+    case NBL_TYPE_Q8_0_R16: return NBL_TYPE_Q8_0;
     case NBL_TYPE_Q4_1:
     case NBL_TYPE_Q5_1: return NBL_TYPE_Q8_1;
     case NBL_TYPE_Q2_K:
@@ -70,8 +72,8 @@ typedef struct mm_job {
     int64_t ldy;
     const float *bias;
     int64_t rows_per_chunk, n_chunks, cols_per_block;
-    uint8_t *panels;  /* packed path: one panel per thread */
-    size_t panel_bytes;
+    uint8_t *panels;  /* packed path: one panel per thread (then, for a regrouped type, its rows) */
+    size_t panel_bytes, panel_only;
     atomic_long next;
 } mm_job;
 
@@ -136,9 +138,15 @@ static void mm_packed(void *ctx, int32_t ith, int32_t nth) {
         if (p >= n_panels) break;
         const int64_t r0 = p * NBL_PANEL_ROWS;
         const int32_t nr = (int32_t)(j->M - r0 < NBL_PANEL_ROWS ? j->M - r0 : NBL_PANEL_ROWS);
-        kt->pack[j->wtype](j->K, j->W + (size_t)r0 * j->bw, j->bw, nr, panel);
+        const uint32_t base = nbl_layout_base(j->wtype);
+        const uint8_t *rows = j->W + (size_t)r0 * j->bw;
+        if (base != j->wtype) { /* regrouped for decode: the panel packer reads base rows */
+            nbl_r16_rows(j->wtype, j->W, j->M, j->K, r0, nr, panel + j->panel_only);
+            rows = panel + j->panel_only;
+        }
+        kt->pack[base](j->K, rows, j->bw, nr, panel);
         float *y = j->Y + r0;
-        kt->gemm(panel, j->K, kt->pack_blk[j->wtype], kt->pack_min[j->wtype], kt->pack_off[j->wtype], j->xtype, j->xq, j->bx,
+        kt->gemm(panel, j->K, kt->pack_blk[base], kt->pack_min[base], kt->pack_off[base], j->xtype, j->xq, j->bx,
                  (int32_t)j->T, y, j->ldy, nr);
         if (j->bias)
             for (int64_t t = 0; t < j->T; t++)
@@ -152,7 +160,8 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     const int32_t xtype = nbl_vec_dot_type(wtype);
     if (xtype < 0)
         return nbl_set_err(err, NBL_E_UNSUPPORTED, "matmul: weight type %u has no dot product", wtype);
-    const nbl_type_traits *tw = nbl_type_traits_get(wtype), *tx = nbl_type_traits_get((uint32_t)xtype);
+    const uint32_t base = nbl_layout_base(wtype); /* a regrouped layout has its base's blocks */
+    const nbl_type_traits *tw = nbl_type_traits_get(base), *tx = nbl_type_traits_get((uint32_t)xtype);
     if (!W || !X || !Y || M < 0 || K <= 0 || T < 0)
         return nbl_set_err(err, NBL_E_ARG, "matmul: bad arguments (M=%lld K=%lld T=%lld)",
                            (long long)M, (long long)K, (long long)T);
@@ -171,7 +180,7 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     j.wtype = wtype;
     j.xtype = (uint32_t)xtype;
     j.W = W;
-    j.bw = (size_t)nbl_row_bytes(wtype, K);
+    j.bw = (size_t)nbl_row_bytes(base, K);
     j.M = M;
     j.K = K;
     j.T = T;
@@ -187,9 +196,12 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     const int32_t nth = nbl_threadpool_size(tp);
     /* K is a multiple of the weight block (checked above), which is all a whole product needs. */
     const int whole = T >= j.kt->mm_min_t && j.kt->mm[wtype];
-    const int packed = !whole && T >= PACK_MIN_T && j.kt->pack[wtype] && j.kt->gemm &&
-                       K % j.kt->pack_blk[wtype] == 0;
-    if (packed) j.panel_bytes = (nbl_panel_bytes(K, j.kt->pack_blk[wtype], j.kt->pack_min[wtype]) + 63) & ~(size_t)63;
+    const int packed = !whole && T >= PACK_MIN_T && j.kt->pack[base] && j.kt->gemm &&
+                       K % j.kt->pack_blk[base] == 0;
+    if (packed) {
+        j.panel_only = (nbl_panel_bytes(K, j.kt->pack_blk[base], j.kt->pack_min[base]) + 63) & ~(size_t)63;
+        j.panel_bytes = j.panel_only + (base != wtype ? ((size_t)NBL_PANEL_ROWS * j.bw + 63) & ~(size_t)63 : 0);
+    }
     const size_t xbytes = (j.bx * (size_t)T + 63) & ~(size_t)63;
     const size_t need = xbytes + (whole ? j.kt->mm_scratch(K, T, nth) : j.panel_bytes * (size_t)nth);
     void *heap = NULL;

@@ -65,7 +65,11 @@ enum nbl_type {
     NBL_TYPE_Q8_K = 15,
     NBL_TYPE_IQ4_NL = 20,
     NBL_TYPE_BF16 = 30,
-    NBL_TYPE_COUNT = 40 /* ids >= this are not ggml types at all */
+    /* Internal layouts, never in a file (no type traits, so a GGUF naming them is refused): rows
+     * regrouped 16 at a time for the CPU's decode kernels (repack.c). */
+    NBL_TYPE_Q4_0_R16 = 40,
+    NBL_TYPE_Q8_0_R16 = 41,
+    NBL_TYPE_COUNT = 42
 };
 
 typedef struct nbl_type_traits {
@@ -214,6 +218,9 @@ nbl_status nbl_gguf_open_meta(const void *prefix, size_t avail, uint64_t file_si
  * data_offset to the end), which must outlive g. */
 nbl_status nbl_gguf_attach_data(nbl_gguf *g, const void *data, uint64_t size, nbl_error *err);
 void nbl_gguf_free(nbl_gguf *g);
+/* Hints that the whole pages of [p, p+len) inside g's own file mapping are not needed for now:
+ * they leave memory and come back from the file if read again. Anything else is left alone. */
+void nbl_gguf_drop_pages(nbl_gguf *g, const void *p, size_t len);
 
 const nbl_gguf_kv *nbl_gguf_find(const nbl_gguf *g, const char *key);
 const nbl_gguf_tensor *nbl_gguf_find_tensor(const nbl_gguf *g, const char *name);
@@ -429,6 +436,10 @@ typedef struct nbl_weight {
     uint32_t type;
     int64_t ne0, ne1;
     const char *name; /* tensor name (points into the model) */
+    /* What the CPU computes with: type and data, or a copy regrouped for its kernels
+     * (nbl_model_cpu_layout); the fields above stay the file's, for GPU uploads and tools. */
+    uint32_t cpu_type;
+    const void *cpu_data;
 } nbl_weight;
 
 typedef struct nbl_layer {
@@ -465,9 +476,16 @@ struct nbl_model {
      * only fight over the same cores. pool_mu guards creation and serialises evaluations. */
     struct nbl_threadpool *pool;
     pthread_mutex_t pool_mu;
+    void *cpu_owned; /* the regrouped weight copies (nbl_model_cpu_layout), NULL when none */
 };
 
 /* ---- model.c ------------------------------------------------------------------------------- */
+
+/* Gives each weight the layout the CPU kernels read fastest (a regrouped copy where the kernel
+ * table asks for one; NBL_REGROUP=0 in the environment keeps the file's), using tp's threads.
+ * Once per model, under pool_mu, before its first CPU evaluation. Without the memory for the
+ * copies the weights simply stay as they are. */
+void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp);
 
 const nbl_vocab *nbl_model_vocab(const nbl_model *m);
 const nbl_gguf *nbl_model_gguf(const nbl_model *m);

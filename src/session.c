@@ -46,6 +46,7 @@ static nbl_status cpu_attach(nbl_session *s, nbl_error *err) {
     if ((st = nbl_kv_init(&s->kv, &model->hp, s->n_ctx, err))) return st;
     pthread_mutex_lock(&model->pool_mu);
     if (!model->pool) model->pool = nbl_threadpool_new(s->n_threads);
+    if (model->pool) nbl_model_cpu_layout(model, model->pool);
     s->tp = model->pool;
     pthread_mutex_unlock(&model->pool_mu);
     if (!s->tp) return nbl_set_err(err, NBL_E_NOMEM, "session: cannot start worker threads");
