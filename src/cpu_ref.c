@@ -480,6 +480,9 @@ void nbl_kernels_fill(nbl_kernels *t) {
             t->x_bytes[i] = 0;
         }
         if (!t->tile[i]) {
+            /* A regrouped tile reads activations in the reference's layout: a table with its own
+             * has none unless it brings it (and then never asks for regrouped weights). */
+            if (nbl_layout_base((uint32_t)i) != (uint32_t)i && t->x_bytes[nbl_vec_dot_type((uint32_t)i)]) continue;
             t->tile[i] = REF.tile[i];
             t->tile_m[i] = REF.tile_m[i];
             t->tile_n[i] = REF.tile_n[i];

@@ -173,6 +173,8 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
         return nbl_set_err(err, NBL_E_ARG, "matmul: ldx=%lld < K or ldy=%lld < M", (long long)ldx,
                            (long long)ldy);
     if (M == 0 || T == 0) return NBL_OK;
+    if (!nbl_kernels_best()->tile[wtype])
+        return nbl_set_err(err, NBL_E_UNSUPPORTED, "matmul: this CPU's kernels do not read layout %u", wtype);
 
     mm_job j;
     memset(&j, 0, sizeof j);

@@ -259,9 +259,93 @@ static void test_special_scales(void) {
             }
 }
 
+/* Regrouped layouts (repack.c): the rows come back byte for byte; the reference's regrouped
+ * tile equals its base tile bit for bit; every table's regrouped tile (whole groups, the rows
+ * after the last group, 1 to tile_n columns) matches the base reference like any tile, also
+ * with infinite or NaN scales in a group. */
+static void test_regroup(void) {
+    static const uint32_t BASES[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0};
+    static const int64_t SH[][2] = {{35, 896}, {16, 64}, {48, 800}, {9, 256}}; /* M, K */
+    for (size_t bi = 0; bi < 2; bi++)
+        for (size_t si = 0; si < sizeof SH / sizeof SH[0]; si++) {
+            const uint32_t bt = BASES[bi], rt = (uint32_t)nbl_layout_r16(bt), xt = NBL_TYPE_Q8_0;
+            const int64_t M = SH[si][0], K = SH[si][1], T = 4, M16 = M / 16 * 16;
+            CHECK(nbl_layout_base(rt) == bt && nbl_layout_base(bt) == bt && nbl_vec_dot_type(rt) == (int32_t)xt,
+                  "regrouped type %u names its base", rt);
+            const size_t bw = nbl_row_bytes(bt, K), bx = nbl_row_bytes(xt, K);
+            float *wf = malloc(sizeof(float) * K), *x = malloc(sizeof(float) * T * K);
+            float *yref = malloc(sizeof(float) * M * T), *y = malloc(sizeof(float) * M * T);
+            uint8_t *w = malloc(bw * M), *wr = malloc(bw * M), *back = malloc(bw * M), *xq = malloc(bx * T);
+            for (int64_t r = 0; r < M; r++) {
+                for (int64_t i = 0; i < K; i++) wf[i] = rnd_act() * 0.05f;
+                nbl_quant_row(bt, wf, w + r * bw, K, NULL);
+            }
+            if (si == 0) { /* group 1: an infinite scale in row 3's block 2, a NaN in row 17's last */
+                const size_t bs = nbl_type_traits_get(bt)->type_size;
+                const uint16_t inf = 0x7C00, nan = 0x7E00;
+                memcpy(w + 3 * bw + 2 * bs, &inf, 2);
+                memcpy(w + 17 * bw + (size_t)(K / 32 - 1) * bs, &nan, 2);
+            }
+            for (int64_t i = 0; i < T * K; i++) x[i] = rnd_act();
+            nbl_r16_pack(rt, w, M, K, wr);
+            nbl_r16_rows(rt, wr, M, K, 0, M, back);
+            CHECK(!memcmp(back, w, bw * M), "%s M=%lld K=%lld: regrouped rows come back unchanged",
+                  nbl_type_traits_get(bt)->name, (long long)M, (long long)K);
+            CHECK(M16 == 0 || memcmp(wr, w, bw * (size_t)M16), "%s: regrouping moves the bytes", nbl_type_traits_get(bt)->name);
+            const nbl_kernels *ref = nbl_kernels_ref();
+            for (int64_t t = 0; t < T; t++) ref->from_f32[xt](x + t * K, xq + t * bx, K);
+            ref->tile[bt](K, w, bw, (int32_t)M, xq, bx, (int32_t)T, yref, M);
+            /* errors relative to sum |w_i x_i|, as in test_types */
+            double *mag = malloc(sizeof(double) * M * T);
+            for (int64_t r = 0; r < M; r++) {
+                nbl_dequant_row(bt, w + r * bw, wf, K);
+                for (int64_t c = 0; c < T; c++) {
+                    mag[c * M + r] = 1e-30;
+                    for (int64_t i = 0; i < K; i++) mag[c * M + r] += fabs((double)wf[i] * x[c * K + i]);
+                }
+            }
+            for (int64_t i = 0; i < M * T; i++) y[i] = NAN;
+            for (int64_t r = 0; r < M; r += 16)
+                ref->tile[rt](K, wr + (size_t)r * bw, bw, (int32_t)(M - r < 16 ? M - r : 16), xq, bx, (int32_t)T, y + r, M);
+            int same = 1;
+            for (int64_t i = 0; i < M * T; i++) same &= !memcmp(&y[i], &yref[i], sizeof(float)) || (isnan(y[i]) && isnan(yref[i]));
+            CHECK(same, "%s M=%lld: the reference's regrouped tile equals its base tile", nbl_type_traits_get(bt)->name, (long long)M);
+            for (int k = 0; k < n_tables; k++) {
+                const nbl_kernels *kt = tables[k];
+                if (!kt->tile[rt]) { /* only a table that reads the layout may ask for it */
+                    CHECK(!kt->regroup[bt], "%s asks for regrouped %s without a tile for it", kt->name, nbl_type_traits_get(bt)->name);
+                    continue;
+                }
+                CHECK(kt->tile_m[rt] == 16, "%s: a regrouped tile takes whole groups (tile_m %d)", kt->name, kt->tile_m[rt]);
+                const size_t kbx = kt->x_bytes[xt] ? (size_t)(K / 32) * (size_t)kt->x_bytes[xt] : bx;
+                uint8_t *kx = malloc(kbx * T);
+                for (int64_t t = 0; t < T; t++) kt->from_f32[xt](x + t * K, kx + t * kbx, K);
+                double worst = 0;
+                for (int32_t nc = 1; nc <= kt->tile_n[rt] && nc <= T; nc++) {
+                    for (int64_t i = 0; i < M * T; i++) y[i] = NAN;
+                    for (int64_t r = 0; r < M; r += 16)
+                        kt->tile[rt](K, wr + (size_t)r * bw, bw, (int32_t)(M - r < 16 ? M - r : 16), kx, kbx, nc, y + r, M);
+                    for (int32_t c = 0; c < nc; c++)
+                        for (int64_t r = 0; r < M; r++) {
+                            const double a = y[c * M + r], b = yref[c * M + r];
+                            double e;
+                            if (!isfinite(b)) e = isfinite(a) ? INFINITY : 0; /* inf or NaN, as test_special_scales */
+                            else e = fabs(a - b) / mag[c * M + r];
+                            if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+                        }
+                }
+                CHECK(worst <= 2e-5, "%s %s regrouped M=%lld K=%lld: relative error %.3g vs the reference (bound 2e-5)",
+                      kt->name, nbl_type_traits_get(bt)->name, (long long)M, (long long)K, worst);
+                free(kx);
+            }
+            free(wf), free(x), free(yref), free(y), free(w), free(wr), free(back), free(xq), free(mag);
+        }
+}
+
 /* nbl_matmul: blocking, remainders, threads, bias and ldy against per-element reference dots. */
 static void test_matmul(nbl_threadpool *tp) {
-    const uint32_t types[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0, NBL_TYPE_Q4_K, NBL_TYPE_Q6_K, NBL_TYPE_F16, NBL_TYPE_Q5_0};
+    const uint32_t types[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0, NBL_TYPE_Q4_K, NBL_TYPE_Q6_K, NBL_TYPE_F16, NBL_TYPE_Q5_0,
+                              NBL_TYPE_Q4_0_R16, NBL_TYPE_Q8_0_R16};
     /* T from 16 takes the whole-product path where the table has one (AMX): ragged rows and
      * tokens on both sides of its 32 x 32 blocks. */
     const int64_t shapes[][3] = {{37, 256, 1}, {64, 512, 1}, {33, 256, 7}, {130, 512, 19}, {21, 800, 1}, {11, 800, 5},
@@ -271,9 +355,11 @@ static void test_matmul(nbl_threadpool *tp) {
                                  {301, 256, 1}, {517, 512, 1}};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-            const uint32_t wt = types[ti];
+            /* a regrouped type is checked against its base's reference on the same rows */
+            const uint32_t mt = types[ti], wt = nbl_layout_base(mt);
             const int64_t M = shapes[si][0], K = shapes[si][1], T = shapes[si][2];
             if (K % nbl_type_traits_get(wt)->blck) continue; /* 800 = 25 blocks of 32: odd pairs */
+            if (!nbl_kernels_best()->tile[mt]) continue; /* this machine's kernels do not read it */
             const int64_t ldx = K + 3, ldy = M + 5;
             const size_t bw = nbl_row_bytes(wt, K);
             uint8_t *w = malloc(bw * M);
@@ -286,8 +372,11 @@ static void test_matmul(nbl_threadpool *tp) {
             }
             for (int64_t i = 0; i < T * ldx; i++) x[i] = rnd_act();
             for (int64_t i = 0; i < T * ldy; i++) y[i] = 12345.0f;
+            uint8_t *wm = w;
+            if (mt != wt) nbl_r16_pack(mt, w, M, K, wm = malloc(bw * M));
             nbl_error err;
-            nbl_status st = nbl_matmul_bias(tp, wt, w, bias, M, K, x, ldx, T, y, ldy, &err);
+            nbl_status st = nbl_matmul_bias(tp, mt, wm, bias, M, K, x, ldx, T, y, ldy, &err);
+            if (wm != w) free(wm);
             CHECK(st == NBL_OK, "matmul failed: %s", err.msg);
             double worst = 0;
             int pad_ok = 1;
@@ -301,8 +390,8 @@ static void test_matmul(nbl_threadpool *tp) {
                 }
                 for (int64_t r = M; r < ldy && t + 1 < T; r++) pad_ok &= y[t * ldy + r] == 12345.0f;
             }
-            CHECK(worst <= 1.0, "matmul %s M=%lld K=%lld T=%lld: %.3f x the bound", nbl_type_traits_get(wt)->name,
-                  (long long)M, (long long)K, (long long)T, worst);
+            CHECK(worst <= 1.0, "matmul %s%s M=%lld K=%lld T=%lld: %.3f x the bound", nbl_type_traits_get(wt)->name,
+                  mt != wt ? " regrouped" : "", (long long)M, (long long)K, (long long)T, worst);
             CHECK(pad_ok, "matmul wrote outside its output rows");
             free(w), free(wf), free(x), free(y), free(bias);
         }
@@ -572,6 +661,7 @@ int main(void) {
     test_types();
     test_extremes();
     test_special_scales();
+    test_regroup();
     test_helpers();
     test_attn_primitives();
     test_rope();
