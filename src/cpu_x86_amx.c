@@ -38,11 +38,14 @@ TA static void tiles_config(void) {
     for (int i = 0; i < 4; i++) c.rows[i] = 16, c.colsb[i] = 64;
     c.rows[4] = 16, c.colsb[4] = 32;
     c.rows[5] = 8, c.colsb[5] = 64;
-    _tile_loadconfig(&c);
+    /* Not _tile_loadconfig: GCC's macro tells the compiler it reads 8 bytes, so the stores of the
+     * rows and column widths above may be dropped as dead. This operand is the whole struct. */
+    __asm__ volatile("ldtilecfg %0" : : "m"(c));
 }
 
 typedef struct amx_job {
-    uint32_t wtype, base; /* base: the ggml type of a regrouped wtype (repack.c) */
+    uint32_t wtype;
+    const nbl_kernels *tail; /* regrouped types: the tile for the rows after the last group */
     const uint8_t *W;
     size_t bw;
     int64_t M, K, T, nb, G; /* G: token groups of 16 */
@@ -53,8 +56,7 @@ typedef struct amx_job {
     const float *bias;
     uint8_t *xv;  /* [G][nb][512] activations in VNNI order */
     float *dx;    /* [G][nb][16] their scales (0 past T) */
-    uint8_t *stage; /* per thread: [RB][K] int8 weights, [nb][RB] float scales, then for a
-                     * regrouped type RB rows in the base layout */
+    uint8_t *stage; /* per thread: [RB][K] int8 weights, then [nb][RB] float scales */
     size_t stage_bytes;
 } amx_job;
 
@@ -112,62 +114,8 @@ TA static inline void transpose16(__m512 r[16]) {
 
 /* Rows [r0, r0 + RB) of W as int8 (zero past M) and their block scales. Whole chunks of Q8_0
  * need no copy (direct = 1: the tiles load the quants in place), only their scales. */
-/* Whole regrouped groups (repack.c) straight to int8 rows: per group-block one scale conversion
- * for 16 rows, and each 4 chunks transposed from [chunk][row] to [row][chunk] dwords. */
-TA static void amx_unpack_r16(const amx_job *j, int64_t r0, int8_t *a, float *s) {
-    const int64_t K = j->K, nb = j->nb;
-    const int q8 = j->base == NBL_TYPE_Q8_0;
-    const size_t GB = q8 ? 544 : 288;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
-    _Alignas(64) uint8_t t[2][4][64];
-    for (int h = 0; h < RB / 16; h++) {
-        const uint8_t *grp = j->W + (size_t)(r0 + 16 * h) * j->bw;
-        int8_t *ah = a + (size_t)16 * h * K;
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *g = grp + (size_t)b * GB;
-            _mm512_storeu_ps(s + b * RB + 16 * h, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)));
-            for (int q = 0; q < (q8 ? 2 : 1); q++) {
-                __m512i c[4];
-                for (int i = 0; i < 4; i++) c[i] = _mm512_loadu_si512((const void *)(g + 32 + 64 * (4 * q + i)));
-                const __m512i t0 = _mm512_unpacklo_epi32(c[0], c[1]), t1 = _mm512_unpackhi_epi32(c[0], c[1]);
-                const __m512i t2 = _mm512_unpacklo_epi32(c[2], c[3]), t3 = _mm512_unpackhi_epi32(c[2], c[3]);
-                /* u[k], 128-bit lane L: row 4L + k's dwords from chunks 4q .. 4q+3 */
-                __m512i u[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                                _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-                for (int k = 0; k < 4; k++) {
-                    if (q8) {
-                        _mm512_store_si512((void *)t[0][k], u[k]);
-                    } else {
-                        _mm512_store_si512((void *)t[0][k], _mm512_sub_epi8(_mm512_and_si512(u[k], m4), eight));
-                        _mm512_store_si512((void *)t[1][k], _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(u[k], 4), m4), eight));
-                    }
-                }
-                for (int r = 0; r < 16; r++) {
-                    int8_t *o = ah + (size_t)r * K + 32 * b;
-                    if (q8) {
-                        memcpy(o + 16 * q, t[0][r & 3] + 16 * (r >> 2), 16);
-                    } else {
-                        memcpy(o, t[0][r & 3] + 16 * (r >> 2), 16);
-                        memcpy(o + 16, t[1][r & 3] + 16 * (r >> 2), 16);
-                    }
-                }
-            }
-        }
-    }
-}
-
 TA static void amx_unpack(const amx_job *j, int64_t r0, int direct, int8_t *a, float *s) {
     const int64_t K = j->K, nb = j->nb;
-    const uint8_t *W = j->W + (size_t)r0 * j->bw;
-    if (j->base != j->wtype && r0 + RB <= j->M / 16 * 16) {
-        amx_unpack_r16(j, r0, a, s);
-        return;
-    }
-    if (j->base != j->wtype) { /* regrouped, a chunk with the last rows: back to the base layout */
-        uint8_t *rows = (uint8_t *)(s + nb * RB);
-        nbl_r16_rows(j->wtype, j->W, j->M, K, r0, (j->M - r0 < RB ? j->M - r0 : RB), rows);
-        W = rows;
-    }
     const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
     for (int r = 0; r < RB; r++) {
         int8_t *ar = a + (size_t)r * K;
@@ -176,12 +124,12 @@ TA static void amx_unpack(const amx_job *j, int64_t r0, int direct, int8_t *a, f
             for (int64_t b = 0; b < nb; b++) s[b * RB + r] = 0.0f;
             continue;
         }
-        const uint8_t *row = W + (size_t)r * j->bw;
+        const uint8_t *row = j->W + (size_t)(r0 + r) * j->bw;
         for (int64_t b = 0; b < nb; b++) {
             uint16_t h;
             if (direct) {
                 memcpy(&h, row + (size_t)b * 34, 2);
-            } else if (j->base == NBL_TYPE_Q4_0) {
+            } else if (j->wtype == NBL_TYPE_Q4_0) {
                 const uint8_t *blk = row + (size_t)b * 18;
                 const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
                 _mm_storeu_si128((__m128i *)(ar + 32 * b), _mm_sub_epi8(_mm_and_si128(q, m4), eight));
@@ -291,28 +239,136 @@ TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
     _tile_release();
 }
 
+/* ---- regrouped weights (repack.c) ----------------------------------------------------------
+ * A regrouped group-block is already a B tile: row k/4 holds 4 consecutive k of each of the 16
+ * weight rows, 64 bytes. So the roles swap: A is 16 tokens x 32 activations, read row-major, B
+ * the weights (Q8_0 in place; Q4_0 nibbles widened once per group into the same order), and a C
+ * tile is 16 tokens x 16 rows: the weight scales are one vector per block and each token's sums
+ * are stored as they are, without a transpose. */
+
+/* Activations of token group g row-major for A tiles: xv [G][16][K] int8 (zero rows past T),
+ * dx [G][nb][16] their scales. */
+static void amx_relayout_rows(void *ctx, int32_t ith, int32_t nth) {
+    amx_job *j = ctx;
+    for (int64_t g = ith; g < j->G; g += nth)
+        for (int m = 0; m < 16; m++) {
+            const int64_t t = g * 16 + m;
+            uint8_t *o = j->xv + ((size_t)g * 16 + (size_t)m) * (size_t)j->K;
+            if (t < j->T) memcpy(o, j->xq + (size_t)t * j->bx, (size_t)j->K);
+            else memset(o, 0, (size_t)j->K);
+            for (int64_t b = 0; b < j->nb; b++) {
+                float s = 0.0f;
+                if (t < j->T) memcpy(&s, j->xq + (size_t)t * j->bx + j->K + 4 * b, 4);
+                j->dx[((size_t)g * j->nb + b) * 16 + m] = s;
+            }
+        }
+}
+
+#define AMX_BLOCK_R(C, bb)                                                       \
+    do {                                                                         \
+        if ((bb) < nb) {                                                         \
+            _tile_loadd(4, xg + 32 * (size_t)(bb), K);                           \
+            _tile_loadd(5, wb + wstep * (size_t)(bb), 64);                       \
+            _tile_zero(C);                                                       \
+            _tile_dpbssd(C, 4, 5);                                               \
+            _tile_stored(C, cb[C], 64);                                          \
+        }                                                                        \
+    } while (0)
+#define AMX_POST_R(C, bb)                                                        \
+    do {                                                                         \
+        if ((bb) < nb) amx_post(acc, cb[C], sw + 16 * (size_t)(bb), dxg + (size_t)(bb) * 16); \
+    } while (0)
+
+TA static void amx_rows_r16(void *ctx, int32_t ith, int32_t nth) {
+    amx_job *j = ctx;
+    const int64_t K = j->K, nb = j->nb, n_groups = j->M / 16;
+    const int q8 = j->wtype == NBL_TYPE_Q8_0_R16;
+    const size_t GB = q8 ? 544 : 288, gbytes = (size_t)nb * GB;
+    uint8_t *stage = j->stage + (size_t)ith * j->stage_bytes; /* Q4_0: [nb][512] int8 */
+    float *sw = (float *)(stage + (size_t)nb * 512);           /* [nb][16] weight scales */
+    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8);
+    _Alignas(64) int32_t cb[4][16][16];
+    tiles_config();
+    for (int64_t q = ith; q < n_groups; q += nth) {
+        const uint8_t *grp = j->W + (size_t)q * 16 * j->bw;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *g = grp + (size_t)b * GB;
+            _mm512_storeu_ps(sw + 16 * b, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g)));
+            if (!q8)
+                for (int c = 0; c < 4; c++) {
+                    const __m512i v = _mm512_loadu_si512((const void *)(g + 32 + 64 * c));
+                    _mm512_store_si512((void *)(stage + 512 * b + 64 * c), _mm512_sub_epi8(_mm512_and_si512(v, m4), eight));
+                    _mm512_store_si512((void *)(stage + 512 * b + 64 * (4 + c)),
+                                       _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), eight));
+                }
+        }
+        const uint8_t *wb = q8 ? grp + 32 : stage;
+        const size_t wstep = q8 ? GB : 512;
+        /* the next group's weights, a slice per 4 blocks of the first token group */
+        const uint8_t *pf = q + nth < n_groups ? grp + (size_t)nth * gbytes : NULL;
+        const size_t pf_step = (gbytes / (size_t)nb + 63) & ~(size_t)63;
+        for (int64_t g = 0; g < j->G; g++) {
+            const uint8_t *xg = j->xv + (size_t)g * 16 * (size_t)K;
+            const float *dxg = j->dx + (size_t)g * nb * 16;
+            __m512 acc[16];
+            for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+            AMX_BLOCK_R(0, 0);
+            AMX_BLOCK_R(1, 1);
+            AMX_BLOCK_R(2, 2);
+            for (int64_t b = 0; b < nb; b += 4) {
+                if (g == 0 && pf)
+                    for (size_t o = (size_t)b * pf_step; o < (size_t)(b + 4) * pf_step && o < gbytes; o += 64)
+                        _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
+                AMX_BLOCK_R(3, b + 3);
+                AMX_POST_R(0, b);
+                AMX_BLOCK_R(0, b + 4);
+                AMX_POST_R(1, b + 1);
+                AMX_BLOCK_R(1, b + 5);
+                AMX_POST_R(2, b + 2);
+                AMX_BLOCK_R(2, b + 6);
+                AMX_POST_R(3, b + 3);
+            }
+            const __m512 bias = j->bias ? _mm512_loadu_ps(j->bias + 16 * q) : _mm512_setzero_ps();
+            for (int t = 0; t < 16 && g * 16 + t < j->T; t++)
+                _mm512_storeu_ps(j->Y + (size_t)(g * 16 + t) * j->ldy + 16 * q, _mm512_add_ps(acc[t], bias));
+        }
+    }
+    _tile_release();
+    /* The rows after the last group are in the base layout: a few, through the decode tiles. */
+    const int64_t M16 = n_groups * 16;
+    if (ith == nth - 1 && M16 < j->M) {
+        const uint32_t base = nbl_layout_base(j->wtype);
+        const int32_t nr = (int32_t)(j->M - M16);
+        for (int64_t t = 0; t < j->T; t += 4) {
+            const int32_t nc = (int32_t)(j->T - t < 4 ? j->T - t : 4);
+            float *y = j->Y + (size_t)t * j->ldy + M16;
+            j->tail->tile[base](K, j->W + (size_t)M16 * j->bw, j->bw, nr, j->xq + (size_t)t * j->bx, j->bx, nc, y, j->ldy);
+            if (j->bias)
+                for (int32_t c = 0; c < nc; c++)
+                    for (int32_t r = 0; r < nr; r++) y[(size_t)c * j->ldy + r] += j->bias[M16 + r];
+        }
+    }
+}
+
 /* Where the scratch parts go, 64-byte aligned from base: the re-laid activations (xv), their
  * scales (dx), then one weight stage per thread. Returns the bytes used past base. */
 typedef struct amx_layout {
     size_t xv, dx, stage, stage_bytes, total;
 } amx_layout;
 
-static amx_layout amx_layout_for(int64_t K, int64_t T, int32_t nth, size_t rows_bytes) {
+static amx_layout amx_layout_for(int64_t K, int64_t T, int32_t nth) {
     const size_t nb = (size_t)(K / 32), G = (size_t)((T + 15) / 16);
     amx_layout l;
     l.xv = 0;
     l.dx = G * nb * 512;
     l.stage = (l.dx + G * nb * 16 * sizeof(float) + 63) & ~(size_t)63;
-    l.stage_bytes = ((size_t)RB * (size_t)K + nb * RB * sizeof(float) + rows_bytes + 63) & ~(size_t)63;
+    l.stage_bytes = ((size_t)RB * (size_t)K + nb * RB * sizeof(float) + 63) & ~(size_t)63;
     l.total = l.stage + l.stage_bytes * (size_t)nth;
     return l;
 }
 
-/* Bytes of scratch amx_mm needs (the layout, plus room to align its start), enough for a
- * regrouped type's rows (RB rows of Q8_0, the larger base). */
-static size_t amx_scratch(int64_t K, int64_t T, int32_t nth) {
-    return amx_layout_for(K, T, nth, (size_t)RB * (size_t)nbl_row_bytes(NBL_TYPE_Q8_0, K)).total + 64;
-}
+/* Bytes of scratch amx_mm needs (the layout, plus room to align its start). */
+static size_t amx_scratch(int64_t K, int64_t T, int32_t nth) { return amx_layout_for(K, T, nth).total + 64; }
 
 static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw, int64_t M, int64_t K,
                    const uint8_t *xq, size_t bx, int64_t T, float *Y, int64_t ldy, const float *bias,
@@ -320,7 +376,6 @@ static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw,
     amx_job j;
     memset(&j, 0, sizeof j);
     j.wtype = wtype;
-    j.base = nbl_layout_base(wtype);
     j.W = W;
     j.bw = bw;
     j.M = M;
@@ -333,12 +388,18 @@ static void amx_mm(nbl_threadpool *tp, uint32_t wtype, const void *W, size_t bw,
     j.Y = Y;
     j.ldy = ldy;
     j.bias = bias;
-    const amx_layout l = amx_layout_for(K, T, nbl_threadpool_size(tp), j.base != wtype ? (size_t)RB * bw : 0);
+    const amx_layout l = amx_layout_for(K, T, nbl_threadpool_size(tp));
     uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     j.xv = p + l.xv;
     j.dx = (float *)(p + l.dx);
     j.stage = p + l.stage;
     j.stage_bytes = l.stage_bytes;
+    if (nbl_layout_base(wtype) != wtype) {
+        j.tail = nbl_kernels_avx512();
+        nbl_threadpool_run(tp, amx_relayout_rows, &j);
+        nbl_threadpool_run(tp, amx_rows_r16, &j);
+        return;
+    }
     nbl_threadpool_run(tp, amx_relayout, &j);
     nbl_threadpool_run(tp, amx_rows, &j);
 }
