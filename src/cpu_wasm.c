@@ -475,6 +475,151 @@ MAKE_TILE32(wt_q5_1, W_Q5_1)
 MAKE_TILE32(wt_q8_0, W_Q8_0)
 MAKE_TILE32(wt_iq4_nl, W_IQ4)
 
+/* ---- regrouped Q4_0 / Q8_0 (repack.c), relaxed builds --------------------------------------
+ * A group-block holds 16 rows' scales, then chunks of 64 bytes with 4 quant bytes of each row:
+ * 16 bytes of a chunk are 4 rows' lanes, so one relaxed dot with 4 activation bytes splat to
+ * every lane advances 4 rows, and no lanes are summed. Q4_0 nibbles are the dot's 7-bit operand
+ * (the offset is -8 sum(x), the init); Q8_0 quants are signed, so the activations' positive and
+ * negative parts are (as x_prep makes them). Scales come four rows at a time as in tile32_dec4,
+ * exact for finite halves; a group with an infinite or NaN scale is redone by r16_exact. */
+#if RELAXED
+/* Group rows, block by block in the scalar reference's order (its bit-exact result). */
+static void r16_exact(const int Q8, int64_t K, const uint8_t *w, const wx_block *xr, float *y) {
+    const uint32_t rt = Q8 ? NBL_TYPE_Q8_0_R16 : NBL_TYPE_Q4_0_R16;
+    uint8_t blk[34];
+    for (int32_t r = 0; r < 16; r++) {
+        float s = 0.0f;
+        for (int64_t b = 0; b < K / 32; b++) {
+            nbl_r16_block(rt, w, b, r, blk);
+            int32_t sum = 0;
+            for (int i = 0; i < 32; i++) {
+                const int32_t q = Q8 ? (int8_t)blk[2 + i] : (int32_t)((blk[2 + (i & 15)] >> (i < 16 ? 0 : 4)) & 15) - 8;
+                sum += q * xr[b].qs[i];
+            }
+            s += (float)sum * (h2f(ld16(blk)) * xr[b].d);
+        }
+        y[r] = s;
+    }
+}
+
+/* Rows 4L .. 4L+3 of group-block g: their integer dot with activation block xb. */
+ALWAYS_INLINE v128_t r16_quad_dot(const int Q8, const uint8_t *g, int L, const wx_block *xb, v128_t m4) {
+    const uint8_t *q = g + 32 + 16 * L;
+    if (!Q8) {
+        v128_t a = wasm_i32x4_splat(xb->sum * -8);
+        for (int c = 0; c < 4; c++) {
+            const v128_t v = wasm_v128_load(q + 64 * c);
+            a = RDOT(wasm_v128_load32_splat(xb->qs + 4 * c), wasm_v128_and(v, m4), a);
+            a = RDOT(wasm_v128_load32_splat(xb->qs + 16 + 4 * c), wasm_v128_and(wasm_u16x8_shr(v, 4), m4), a);
+        }
+        return a;
+    }
+    v128_t xl, xh, xn[2];
+    x_prep(W_Q8_0, xb, &xl, &xh, xn);
+    v128_t p = wasm_i32x4_splat(0), n = p;
+    for (int h = 0; h < 2; h++) {
+        const v128_t xp = h ? xh : xl, xm = xn[h];
+        const uint8_t *qh = q + 256 * h;
+#define R16_Q8_CHUNK(k)                                                                           \
+    do {                                                                                          \
+        const v128_t v = wasm_v128_load(qh + 64 * (k));                                           \
+        p = RDOT(v, wasm_i32x4_shuffle(xp, xp, k, k, k, k), p);                                   \
+        n = RDOT(v, wasm_i32x4_shuffle(xm, xm, k, k, k, k), n);                                   \
+    } while (0)
+        R16_Q8_CHUNK(0);
+        R16_Q8_CHUNK(1);
+        R16_Q8_CHUNK(2);
+        R16_Q8_CHUNK(3);
+#undef R16_Q8_CHUNK
+    }
+    return wasm_i32x4_sub(p, n);
+}
+
+/* Rows 4L .. 4L+3's scales as floats 2^-112 times the halves (h16_float), and their running
+ * maximum exponent in spec. */
+ALWAYS_INLINE v128_t r16_quad_scales(const uint8_t *g, int L, v128_t hmask, v128_t *spec) {
+    const v128_t h = wasm_v128_load64_zero(g + 8 * L);
+    const v128_t hd = wasm_i16x8_shuffle(wasm_i32x4_splat(0), h, 0, 8, 0, 9, 0, 10, 0, 11);
+    *spec = wasm_u32x4_max(*spec, wasm_i32x4_shl(hd, 1));
+    return h16_float(hd, hmask);
+}
+
+/* A whole group times NC <= 4 activation rows. Decode (NC 1) walks the group-blocks once, all
+ * 16 rows each; with more columns each 4-row quarter is taken on its own across the blocks, so
+ * its decoded quants serve every column from registers (the group's bytes then come from L1). */
+ALWAYS_INLINE void tile_r16(const int Q8, const int NC, int64_t K, const uint8_t *w, const uint8_t *x, size_t bx,
+                            float *y, int64_t ldy) {
+    const int64_t nb = K / 32;
+    const size_t GB = Q8 ? 544 : 288;
+    const v128_t m4 = vsplat_i8(0x0F), hmask = vsplat_i32((int32_t)0x8FFFFFFF);
+    v128_t spec = wasm_i32x4_splat(0);
+    if (NC == 1) {
+        const wx_block *xr = (const wx_block *)x;
+        const uintptr_t lim = touch_limit();
+        const int64_t TB = Q8 ? 1 : 2; /* group-blocks per touch burst: 9 lines either way */
+        v128_t acc[4];
+        for (int L = 0; L < 4; L++) acc[L] = wasm_f32x4_splat(0.0f);
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *g = w + (size_t)b * GB;
+            if (b % TB == 0)
+                for (size_t o = 0; o < (size_t)TB * GB; o += 64) touch(g + TOUCH_DIST + o, lim);
+            const v128_t dx = wasm_f32x4_splat(xr[b].d112);
+            for (int L = 0; L < 4; L++) {
+                const v128_t sc = wasm_f32x4_mul(r16_quad_scales(g, L, hmask, &spec), dx);
+                acc[L] = wasm_f32x4_add(acc[L], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(r16_quad_dot(Q8, g, L, xr + b, m4)), sc));
+            }
+        }
+        if (wasm_v128_any_true(wasm_u32x4_ge(spec, wasm_i32x4_splat((int32_t)H16_SPECIAL)))) {
+            r16_exact(Q8, K, w, xr, y);
+            return;
+        }
+        for (int L = 0; L < 4; L++) wasm_v128_store(y + 4 * L, acc[L]);
+        return;
+    }
+    for (int L = 0; L < 4; L++) {
+        v128_t acc[4];
+        for (int c = 0; c < NC; c++) acc[c] = wasm_f32x4_splat(0.0f);
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *g = w + (size_t)b * GB;
+            const v128_t s = r16_quad_scales(g, L, hmask, &spec);
+            for (int c = 0; c < NC; c++) {
+                const wx_block *xb = (const wx_block *)(x + (size_t)c * bx) + b;
+                const v128_t sc = wasm_f32x4_mul(s, wasm_f32x4_splat(xb->d112));
+                acc[c] = wasm_f32x4_add(acc[c], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(r16_quad_dot(Q8, g, L, xb, m4)), sc));
+            }
+        }
+        for (int c = 0; c < NC; c++) wasm_v128_store(y + (size_t)c * (size_t)ldy + 4 * L, acc[c]);
+    }
+    if (wasm_v128_any_true(wasm_u32x4_ge(spec, wasm_i32x4_splat((int32_t)H16_SPECIAL))))
+        for (int c = 0; c < NC; c++) r16_exact(Q8, K, w, (const wx_block *)(x + (size_t)c * bx), y + (size_t)c * (size_t)ldy);
+}
+
+/* Whole groups here; the last M % 16 rows are in the base layout. */
+#define MAKE_TILE_R16(name, Q8, base)                                                            \
+    static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx,  \
+                     int32_t nc, float *y, int64_t ldy) {                                       \
+        const uint8_t *X = x;                                                                    \
+        if (nr < 16) { /* the base tiles take up to 4 rows */                                  \
+            for (int32_t r = 0; r < nr; r += 4)                                                  \
+                base(K, (const uint8_t *)w + (size_t)r * bw, bw, nr - r < 4 ? nr - r : 4, x, bx, nc, y + r, ldy); \
+            return;                                                                              \
+        }                                                                                        \
+        for (int32_t c = 0; c < nc;) {                                                           \
+            const int32_t n = nc - c >= 4 ? 4 : nc - c;                                          \
+            const uint8_t *xc = X + (size_t)c * bx;                                              \
+            float *yc = y + (size_t)c * (size_t)ldy;                                             \
+            /* constant column counts: the accumulators stay in locals */                      \
+            if (n == 4) tile_r16(Q8, 4, K, w, xc, bx, yc, ldy);                                  \
+            else if (n == 3) tile_r16(Q8, 3, K, w, xc, bx, yc, ldy);                             \
+            else if (n == 2) tile_r16(Q8, 2, K, w, xc, bx, yc, ldy);                             \
+            else tile_r16(Q8, 1, K, w, xc, bx, yc, ldy);                                         \
+            c += n;                                                                              \
+        }                                                                                        \
+    }
+MAKE_TILE_R16(wt_q4_0_r16, 0, wt_q4_0)
+MAKE_TILE_R16(wt_q8_0_r16, 1, wt_q8_0)
+#endif
+
 /* ---- K-quants against ggml Q8_K blocks ---------------------------------------------------
  * Sub-blocks decode to signed bytes; the integer sub-block dot times its integer scale is
  * accumulated in int32, then one float product per super-block, as the reference does. */
@@ -940,6 +1085,12 @@ const nbl_kernels *nbl_kernels_wasm(void) {
         t->tile[NBL_TYPE_F16] = wt_f16;
         t->tile[NBL_TYPE_BF16] = wt_bf16;
         for (int i = 0; i < NBL_TYPE_COUNT; i++) t->tile_m[i] = 4, t->tile_n[i] = 4;
+#if RELAXED
+        t->tile[NBL_TYPE_Q4_0_R16] = wt_q4_0_r16;
+        t->tile[NBL_TYPE_Q8_0_R16] = wt_q8_0_r16;
+        t->tile_m[NBL_TYPE_Q4_0_R16] = t->tile_m[NBL_TYPE_Q8_0_R16] = 16;
+        t->regroup[NBL_TYPE_Q4_0] = t->regroup[NBL_TYPE_Q8_0] = 1;
+#endif
         /* two streams: Chromium, one thread, from memory, Q4_0 +10-18 %, Q8_0 +3-5 % */
         t->dec_streams = 2;
         t->rmsnorm = w_rmsnorm;

@@ -116,7 +116,9 @@ static int compare_topk(const char *name, int row, const float *ours, int n, con
     return decisive;
 }
 
-static void run_golden(const char *dir, const char *json_name) {
+/* mode: how the CPU may regroup the weights (NBL_REGROUP_*): into a copy from the mapped file
+ * (what opening a file does), in place in a buffer the test owns, or not at all. */
+static void run_golden(const char *dir, const char *json_name, int32_t mode) {
     char path[1024];
     snprintf(path, sizeof path, "%s/golden/%s", dir, json_name);
     nbl_error err = {0};
@@ -144,7 +146,16 @@ static void run_golden(const char *dir, const char *json_name) {
     snprintf(path, sizeof path, "%s/models/%s", dir, model_name);
     nbl_model *m = NULL;
     nbl_session *s = NULL;
-    nbl_status st = nbl_model_open_file(path, NULL, &m, &err);
+    char *bytes = NULL;
+    nbl_status st;
+    if (mode == NBL_REGROUP_COPY) {
+        st = nbl_model_open_file(path, NULL, &m, &err);
+    } else {
+        size_t blen = 0;
+        bytes = nbl_read_file(path, &blen, &err);
+        st = bytes ? nbl_model_open_buffer(bytes, blen, NULL, &m, &err) : NBL_E_IO;
+        if (st == NBL_OK) nbl_model_set_regroup(m, mode);
+    }
     CHECK(st == NBL_OK, "%s: open: %s", model_name, err.msg);
     nbl_session_options so;
     nbl_session_options_init(&so);
@@ -191,12 +202,14 @@ static void run_golden(const char *dir, const char *json_name) {
         agree++;
         if (k + 1 < n_decisive_greedy) st = nbl_session_eval(s, &tok, 1, 0, &err);
     }
-    printf("ok %-34s rows %2d  min cos %.7f  max|d|/std %.4f  greedy %d/%d decisive\n", model_name,
-           rows, worst_cos, worst_rel, agree, n_decisive_greedy);
+    printf("ok %-34s rows %2d  min cos %.7f  max|d|/std %.4f  greedy %d/%d decisive%s\n", model_name,
+           rows, worst_cos, worst_rel, agree, n_decisive_greedy,
+           mode == NBL_REGROUP_IN_PLACE ? "  (regrouped in place)" : mode == NBL_REGROUP_NONE ? "  (file layout)" : "");
     free(seq);
 done:
     nbl_session_free(s);
     nbl_model_free(m);
+    free(bytes);
     free(gold);
     free(prompt);
     free(greedy);
@@ -264,7 +277,14 @@ int main(void) {
     CHECK(n == 29, "expected 29 golden files, found %d", n);
     const char *only = getenv("NBL_GOLDEN");
     for (int i = 0; i < n; i++) {
-        if (!only || strstr(names[i], only)) run_golden(dir, names[i]);
+        if (!only || strstr(names[i], only)) {
+            run_golden(dir, names[i], NBL_REGROUP_COPY);
+            /* the types the CPU regroups, also regrouped in place and not at all */
+            if (strstr(names[i], "q4_0") || strstr(names[i], "q8_0")) {
+                run_golden(dir, names[i], NBL_REGROUP_IN_PLACE);
+                run_golden(dir, names[i], NBL_REGROUP_NONE);
+            }
+        }
         free(names[i]);
     }
     if (!only || strstr("stories260K", only)) stories_text(dir);
