@@ -98,29 +98,18 @@ static void kv_store(const step *st) {
 static uint32_t cpu_type(const nbl_weight *w) { return w->cpu_data ? w->cpu_type : w->type; }
 static const void *cpu_data(const nbl_weight *w) { return w->cpu_data ? w->cpu_data : w->data; }
 
-/* Rows of the file's layout, which stays next to a regrouped copy; a matrix regrouped in place
- * has its row put back together first. */
+/* Rows of the file's layout, which stays next to a regrouped copy. */
 static nbl_status embed(const step *st, nbl_error *err) {
     const nbl_weight *w = st->op->w;
     const uint64_t row = nbl_row_bytes(w->type, w->ne0);
-    const int in_place = w->cpu_data && w->cpu_data == w->data;
-    uint8_t *tmp = in_place ? malloc((size_t)row) : NULL;
-    if (in_place && !tmp) return nbl_set_err(err, NBL_E_NOMEM, "eval: out of memory");
     for (int32_t t = 0; t < st->T; t++) {
         const int32_t id = st->tokens[t];
-        if (id < 0 || id >= w->ne1) {
-            free(tmp);
+        if (id < 0 || id >= w->ne1)
             return nbl_set_err(err, NBL_E_ARG, "eval: token id %d is outside the vocabulary [0, %lld)",
                                id, (long long)w->ne1);
-        }
-        const uint8_t *src = (const uint8_t *)w->data + (uint64_t)id * row;
-        if (in_place) {
-            nbl_r16_rows(w->cpu_type, w->data, w->ne1, w->ne0, id, 1, tmp);
-            src = tmp;
-        }
-        nbl_dequant_row(w->type, src, st->s->buf[st->op->dst] + (size_t)t * w->ne0, w->ne0);
+        nbl_dequant_row(w->type, (const uint8_t *)w->data + (uint64_t)id * row,
+                        st->s->buf[st->op->dst] + (size_t)t * w->ne0, w->ne0);
     }
-    free(tmp);
     return NBL_OK;
 }
 

@@ -393,8 +393,7 @@ void nbl_model_free(nbl_model *m) {
 
 typedef struct regroup_job {
     const uint8_t *src;
-    uint8_t *dst;  /* == src: in place, each group through the thread's tmp */
-    uint8_t *tmp;  /* per thread 16 rows, in place only */
+    uint8_t *dst;
     uint32_t rtype;
     int64_t M, K, groups;
     size_t bw;
@@ -403,15 +402,6 @@ typedef struct regroup_job {
 static void regroup_part(void *ctx, int32_t ith, int32_t nth) {
     const regroup_job *j = ctx;
     const int64_t g0 = j->groups * ith / nth, g1 = j->groups * (ith + 1) / nth;
-    if (j->tmp) { /* the rows after the last group stay as they are */
-        uint8_t *tmp = j->tmp + (size_t)ith * 16 * j->bw;
-        for (int64_t g = g0; g < g1; g++) {
-            uint8_t *grp = j->dst + (size_t)g * 16 * j->bw;
-            memcpy(tmp, grp, 16 * j->bw);
-            nbl_r16_pack(j->rtype, tmp, 16, j->K, grp);
-        }
-        return;
-    }
     const int64_t r0 = 16 * g0, r1 = g1 == j->groups ? j->M : 16 * g1;
     if (r1 > r0) nbl_r16_pack(j->rtype, j->src + (size_t)r0 * j->bw, r1 - r0, j->K, j->dst + (size_t)r0 * j->bw);
 }
@@ -425,11 +415,11 @@ void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp) {
     m->cpu_laid = 1;
     const char *env = getenv("NBL_REGROUP");
     if (m->regroup == NBL_REGROUP_NONE || (env && !strcmp(env, "0"))) return;
-    const int in_place = m->regroup == NBL_REGROUP_IN_PLACE;
     const nbl_kernels *kt = nbl_kernels_best();
     nbl_weight **ws = malloc((1 + 7 * (size_t)m->hp.n_layer) * sizeof *ws);
     if (!ws) return;
-    /* The matrices products read: the output head (often the embedding itself) and the layers'. */
+    /* The matrices products read: the output head (often the embedding's tensor, which the
+     * embedding lookup keeps reading in the file's layout) and the layers'. */
     int32_t n = 0;
     ws[n++] = &m->output;
     for (int32_t i = 0; i < m->hp.n_layer; i++) {
@@ -437,7 +427,7 @@ void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp) {
         nbl_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (int k = 0; k < 7; k++) ws[n++] = lw[k];
     }
-    size_t total = 0, max_bw = 0;
+    size_t total = 0;
     for (int32_t i = 0; i < n; i++) {
         nbl_weight *w = ws[i];
         if (!(w->name && w->data && w->ne1 >= 16 && nbl_layout_r16(w->type) >= 0 && kt->regroup[w->type])) {
@@ -446,17 +436,15 @@ void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp) {
         }
         const size_t bw = (size_t)nbl_row_bytes(w->type, w->ne0);
         total += (bw * (size_t)w->ne1 + 63) & ~(size_t)63;
-        if (bw > max_bw) max_bw = bw;
     }
     void *buf = NULL;
-    const size_t need = in_place ? (size_t)nbl_threadpool_size(tp) * 16 * max_bw : total;
-    if (!total || posix_memalign(&buf, in_place ? 64 : 2u << 20, need) != 0) {
+    if (!total || posix_memalign(&buf, 2u << 20, total) != 0) {
         free(ws);
         return;
     }
 #ifdef MADV_HUGEPAGE
     /* Decode streams all of it every token: 2 MiB pages spare the page walks of 4 KiB ones. */
-    if (!in_place) madvise(buf, total, MADV_HUGEPAGE);
+    madvise(buf, total, MADV_HUGEPAGE);
 #endif
     uint8_t *p = buf;
     for (int32_t i = 0; i < n; i++) {
@@ -464,34 +452,21 @@ void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp) {
         if (!w) continue;
         const uint32_t rt = (uint32_t)nbl_layout_r16(w->type);
         const size_t bw = (size_t)nbl_row_bytes(w->type, w->ne0);
-        if (in_place) {
-            uint8_t *d = (uint8_t *)(uintptr_t)w->data; /* the owner allowed it (NBL_REGROUP_IN_PLACE) */
-            regroup_job j = {d, d, buf, rt, w->ne1, w->ne0, w->ne1 / 16, bw};
+        /* In slices of a few MiB, each slice's file pages dropped once copied, so memory holds
+         * about one copy of the weights throughout, not two. */
+        const int64_t step = (int64_t)((8u << 20) / (16 * bw)) * 16 + 16;
+        for (int64_t r0 = 0; r0 < w->ne1; r0 += step) {
+            const int64_t rows = w->ne1 - r0 < step ? w->ne1 - r0 : step;
+            regroup_job j = {(const uint8_t *)w->data + (size_t)r0 * bw, p + (size_t)r0 * bw, rt, rows, w->ne0, rows / 16, bw};
             nbl_threadpool_run(tp, regroup_part, &j);
-            w->cpu_data = w->data;
-        } else {
-            /* In slices of a few MiB, each slice's file pages dropped once copied, so memory
-             * holds about one copy of the weights throughout, not two. */
-            const int64_t step = (int64_t)((8u << 20) / (16 * bw)) * 16 + 16;
-            for (int64_t r0 = 0; r0 < w->ne1; r0 += step) {
-                const int64_t rows = w->ne1 - r0 < step ? w->ne1 - r0 : step;
-                regroup_job j = {(const uint8_t *)w->data + (size_t)r0 * bw, p + (size_t)r0 * bw, NULL, rt, rows, w->ne0,
-                                 rows / 16, bw};
-                nbl_threadpool_run(tp, regroup_part, &j);
-                nbl_gguf_drop_pages(m->gguf, j.src, (size_t)rows * bw);
-            }
-            w->cpu_data = p;
-            p += (bw * (size_t)w->ne1 + 63) & ~(size_t)63;
+            nbl_gguf_drop_pages(m->gguf, j.src, (size_t)rows * bw);
         }
+        w->cpu_data = p;
+        p += (bw * (size_t)w->ne1 + 63) & ~(size_t)63;
         w->cpu_type = rt;
     }
     free(ws);
-    if (in_place) free(buf);
-    else m->cpu_owned = buf;
-    if (m->output.data == m->tok_embd.data) {
-        m->tok_embd.cpu_type = m->output.cpu_type;
-        m->tok_embd.cpu_data = m->output.cpu_data;
-    }
+    m->cpu_owned = buf;
 }
 
 void nbl_model_get_info(const nbl_model *m, nbl_model_info *info) {

@@ -488,10 +488,9 @@ struct nbl_model {
  * Once per model, under pool_mu, before its first CPU evaluation. Without the memory for the
  * copies the weights simply stay as they are. */
 void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp);
-/* How nbl_model_cpu_layout may regroup: into a copy (the default; a file's pages are released
- * as they are copied), not at all, or in place, rewriting the model's data (for an owner whose
- * buffer nothing else reads: the weights then exist once). Before the first session. */
-enum { NBL_REGROUP_COPY = 0, NBL_REGROUP_NONE = 1, NBL_REGROUP_IN_PLACE = 2 };
+/* Whether nbl_model_cpu_layout may regroup: into a copy (the default; a file's pages are
+ * released as they are copied) or not at all. Before the first session. */
+enum { NBL_REGROUP_COPY = 0, NBL_REGROUP_NONE = 1 };
 void nbl_model_set_regroup(nbl_model *m, int32_t mode);
 
 const nbl_vocab *nbl_model_vocab(const nbl_model *m);

@@ -243,15 +243,7 @@ static nblw_model *own_model(nbl_status st, nbl_model *m, void *bytes) {
 API nblw_model *nblw_model_open(void *bytes, double size, int32_t vocab_only) {
     const nbl_model_options o = wasm_model_options(vocab_only);
     nbl_model *m = NULL;
-    const nbl_status st = nbl_model_open_buffer(bytes, (size_t)size, &o, &m, &g_err);
-    /* The bytes are the module's own, so the CPU's regrouped layout can take their place instead
-     * of doubling the memory; the GPU build uploads from them and keeps them as they are. */
-#ifdef NBL_WASM_GPU
-    if (!st) nbl_model_set_regroup(m, NBL_REGROUP_NONE);
-#else
-    if (!st) nbl_model_set_regroup(m, NBL_REGROUP_IN_PLACE);
-#endif
-    return own_model(st, m, bytes);
+    return own_model(nbl_model_open_buffer(bytes, (size_t)size, &o, &m, &g_err), m, bytes);
 }
 
 /* What the last nblw_model_open_meta that ran short asks for: read that many bytes and retry. */
@@ -268,7 +260,6 @@ API nblw_model *nblw_model_open_meta(void *prefix, double avail, double file_siz
     uint64_t more = 0;
     const nbl_status st = nbl_model_open_meta(prefix, (size_t)avail, (uint64_t)file_size, &o, &more, &m, &g_err);
     g_more = (double)more;
-    if (!st) nbl_model_set_regroup(m, NBL_REGROUP_NONE); /* the GPU's model: its CPU fallback keeps one copy */
     return own_model(st, m, prefix);
 }
 

@@ -116,8 +116,8 @@ static int compare_topk(const char *name, int row, const float *ours, int n, con
     return decisive;
 }
 
-/* mode: how the CPU may regroup the weights (NBL_REGROUP_*): into a copy from the mapped file
- * (what opening a file does), in place in a buffer the test owns, or not at all. */
+/* mode: whether the CPU may regroup the weights (NBL_REGROUP_*): into a copy from the mapped
+ * file (what opening a file does), or not at all (then from a buffer the test read). */
 static void run_golden(const char *dir, const char *json_name, int32_t mode) {
     char path[1024];
     snprintf(path, sizeof path, "%s/golden/%s", dir, json_name);
@@ -204,7 +204,7 @@ static void run_golden(const char *dir, const char *json_name, int32_t mode) {
     }
     printf("ok %-34s rows %2d  min cos %.7f  max|d|/std %.4f  greedy %d/%d decisive%s\n", model_name,
            rows, worst_cos, worst_rel, agree, n_decisive_greedy,
-           mode == NBL_REGROUP_IN_PLACE ? "  (regrouped in place)" : mode == NBL_REGROUP_NONE ? "  (file layout)" : "");
+           mode == NBL_REGROUP_NONE ? "  (file layout)" : "");
     free(seq);
 done:
     nbl_session_free(s);
@@ -279,11 +279,8 @@ int main(void) {
     for (int i = 0; i < n; i++) {
         if (!only || strstr(names[i], only)) {
             run_golden(dir, names[i], NBL_REGROUP_COPY);
-            /* the types the CPU regroups, also regrouped in place and not at all */
-            if (strstr(names[i], "q4_0") || strstr(names[i], "q8_0")) {
-                run_golden(dir, names[i], NBL_REGROUP_IN_PLACE);
-                run_golden(dir, names[i], NBL_REGROUP_NONE);
-            }
+            /* the types the CPU regroups, also in the file's layout */
+            if (strstr(names[i], "q4_0") || strstr(names[i], "q8_0")) run_golden(dir, names[i], NBL_REGROUP_NONE);
         }
         free(names[i]);
     }
