@@ -233,7 +233,10 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     const int64_t tm = j.kt->tile_m[wtype], tn = j.kt->tile_n[wtype];
     /* Enough chunks that a slow thread does not hold up the rest, few enough that the atomic
      * counter is not contended; chunks are whole tiles. */
-    int64_t rpc = (M + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
+    /* A regrouped chunk is one sequential stream, which the prefetchers follow better for longer:
+     * 4 chunks per thread decode Q4_0 3-4 % faster than 8 (Qwen2.5-0.5B, 2 threads). */
+    const int64_t per_thread = base != wtype && T == 1 ? 4 : 8;
+    int64_t rpc = (M + (int64_t)nth * per_thread - 1) / ((int64_t)nth * per_thread);
     if (T > 1 && rpc > 4 * tm) rpc = 4 * tm;
     rpc = (rpc + tm - 1) / tm * tm;
     if (rpc < tm) rpc = tm;
