@@ -580,22 +580,86 @@ T5 AI void tile_r16_t(const int Q8, const int NC, int64_t K, const uint8_t *w, c
     for (int c = 0; c < NC; c++) _mm512_storeu_ps(y + (size_t)c * (size_t)ldy, acc[c]);
 }
 
+/* The same at 256 bits without VNNI: each half of a group (8 rows, 32 bytes of every chunk) on
+ * its own across the blocks, its decoded quants used by every column; the second half reads the
+ * group from cache. maddubs multiplies unsigned by signed bytes: Q4_0's nibbles are unsigned and
+ * their pair sums over the 4 chunks (at most 4 * 2 * 2 * 15 * 127) still fit int16; Q8_0 goes
+ * through the sign trick (|w| times x with w's sign), one madd per chunk. */
+T2 AI void tile_r16_avx2_t(const int Q8, const int NC, int64_t K, const uint8_t *w, const uint8_t *x, size_t bx,
+                           float *y, int64_t ldy) {
+    const int64_t nb = K / 32;
+    const size_t GB = Q8 ? 544 : 288;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    xrow xr[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) xr[c] = xrow_q8(x + (size_t)c * bx, K);
+    for (int h = 0; h < 2; h++) {
+        __m256 acc[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *g = w + (size_t)b * GB;
+            if (h == 0)
+#pragma GCC unroll 9
+                for (size_t o = 0; o < GB; o += 64) _mm_prefetch((const char *)g + R16_PREFETCH_DIST + o, _MM_HINT_T0);
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+            __m256i v[8];
+            if (Q8) {
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_si256((const __m256i *)(g + 32 + 64 * i + 32 * h));
+            } else {
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    const __m256i t = _mm256_loadu_si256((const __m256i *)(g + 32 + 64 * i + 32 * h));
+                    v[i] = _mm256_and_si256(t, m4);
+                    v[i + 4] = _mm256_and_si256(_mm256_srli_epi16(t, 4), m4);
+                }
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int32_t *xq = (const int32_t *)(const void *)(xr[c].qs + 32 * b);
+                __m256i a;
+                if (Q8) {
+                    a = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                    for (int i = 0; i < 8; i++) {
+                        const __m256i xs = _mm256_set1_epi32(xq[i]);
+                        a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v[i], v[i]),
+                                                                                          _mm256_sign_epi8(xs, v[i])), ones));
+                    }
+                } else {
+                    __m256i p = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                    for (int i = 0; i < 8; i++) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(v[i], _mm256_set1_epi32(xq[i])));
+                    a = _mm256_add_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(xr[c].nsum[b] >> 4));
+                }
+                const __m256 sc = _mm256_mul_ps(dw, _mm256_set1_ps(xr[c].d[b]));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), sc, acc[c]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) _mm256_storeu_ps(y + (size_t)c * (size_t)ldy + 8 * h, acc[c]);
+    }
+}
+
 /* Whole groups through the regrouped kernel; the last M % 16 rows are in the base layout. */
-#define MAKE_TILE_R16(name, Q8, base)                                                            \
-    T5 static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx, \
-                        int32_t nc, float *y, int64_t ldy) {                                     \
+#define MAKE_TILE_R16(name, T, kern, Q8, base)                                                    \
+    T static void name(int64_t K, const void *w, size_t bw, int32_t nr, const void *x, size_t bx, \
+                       int32_t nc, float *y, int64_t ldy) {                                      \
         if (nr < 16) {                                                                           \
             base(K, w, bw, nr, x, bx, nc, y, ldy);                                               \
             return;                                                                              \
         }                                                                                        \
         const uint8_t *X = x;                                                                    \
         int32_t c = 0;                                                                           \
-        for (; c + 4 <= nc; c += 4) tile_r16_t(Q8, 4, K, w, X + (size_t)c * bx, bx, y + c * ldy, ldy); \
-        for (; c < nc; c++) tile_r16_t(Q8, 1, K, w, X + (size_t)c * bx, bx, y + c * ldy, ldy);   \
+        for (; c + 4 <= nc; c += 4) kern(Q8, 4, K, w, X + (size_t)c * bx, bx, y + c * ldy, ldy);  \
+        for (; c < nc; c++) kern(Q8, 1, K, w, X + (size_t)c * bx, bx, y + c * ldy, ldy);          \
     }
 
-MAKE_TILE_R16(t5_q4_0_r16, 0, t5_q4_0)
-MAKE_TILE_R16(t5_q8_0_r16, 1, t5_q8_0)
+MAKE_TILE_R16(t5_q4_0_r16, T5, tile_r16_t, 0, t5_q4_0)
+MAKE_TILE_R16(t5_q8_0_r16, T5, tile_r16_t, 1, t5_q8_0)
+MAKE_TILE_R16(t2_q4_0_r16, T2, tile_r16_avx2_t, 0, t2_q4_0)
+MAKE_TILE_R16(t2_q8_0_r16, T2, tile_r16_avx2_t, 1, t2_q8_0)
 
 /* ---- direct tiles for the K-quants (one activation column; prefill uses the packed path) ----
  * Each 32 (or 16) element group: maddubs of unsigned quants with the activations, then an int16
@@ -1111,6 +1175,35 @@ T2 AI void pack_t(const int P, const int VN, int64_t K, const uint8_t *w, size_t
     }
 }
 
+/* A regrouped half group is already the panel's transpose: chunk c's 32 bytes (its 8 rows' bytes
+ * 4c .. 4c+3) are the panel's dwords for elements 4c.. (Q4_0: low nibbles) and 16+4c.. (high),
+ * or, for Q8_0, chunks c and 4 + c; the 8 scales are contiguous. add: the panel's offset. */
+T2 AI void pack_r16_t(const int VN, uint32_t rtype, int64_t K, const uint8_t *group, int32_t half, uint8_t *panel) {
+    const int Q8 = rtype == NBL_TYPE_Q8_0_R16;
+    const size_t GB = Q8 ? 544 : 288, bstride = 32 * NBL_PANEL_ROWS + 4 * NBL_PANEL_ROWS;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), add = _mm256_set1_epi8(Q8 ? (char)0x80 : VN ? 120 : 0);
+    for (int64_t b = 0; b < K / 32; b++) {
+        const uint8_t *g = group + (size_t)b * GB + 32 + 32 * (size_t)half;
+        uint8_t *pb = panel + (size_t)b * bstride;
+        for (int c = 0; c < (Q8 ? 8 : 4); c++) {
+            const __m256i t = _mm256_loadu_si256((const __m256i *)(g + 64 * c));
+            if (Q8) {
+                _mm256_storeu_si256((__m256i *)(pb + 32 * c), _mm256_xor_si256(t, add));
+                continue;
+            }
+            _mm256_storeu_si256((__m256i *)(pb + 32 * c), _mm256_add_epi8(_mm256_and_si256(t, m4), add));
+            _mm256_storeu_si256((__m256i *)(pb + 32 * (4 + c)), _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(t, 4), m4), add));
+        }
+        _mm256_storeu_ps((float *)(void *)(pb + 256), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(group + (size_t)b * GB + 16 * (size_t)half))));
+    }
+}
+T2 static void pk_r16(uint32_t rtype, int64_t K, const uint8_t *group, int32_t half, uint8_t *panel) {
+    pack_r16_t(1, rtype, K, group, half, panel);
+}
+T2 static void pk2_r16(uint32_t rtype, int64_t K, const uint8_t *group, int32_t half, uint8_t *panel) {
+    pack_r16_t(0, rtype, K, group, half, panel);
+}
+
 /* VNNI panels hold value + 128 for the symmetric types (dpbusd takes unsigned weights of any
  * size); AVX2 panels hold value + a small offset so maddubs pairs cannot saturate, which rules out
  * Q8_0 and IQ4_NL (their values span the whole byte: those keep the tiles on AVX2). */
@@ -1341,6 +1434,10 @@ const nbl_kernels *nbl_kernels_avx2(void) {
             t->tile[NBL_TYPE_Q5_1] = t2_q5_1;
             t->tile[NBL_TYPE_Q8_0] = t2_q8_0;
             t->tile[NBL_TYPE_IQ4_NL] = t2_iq4_nl;
+            t->tile[NBL_TYPE_Q4_0_R16] = t2_q4_0_r16;
+            t->tile[NBL_TYPE_Q8_0_R16] = t2_q8_0_r16;
+            t->tile_m[NBL_TYPE_Q4_0_R16] = t->tile_m[NBL_TYPE_Q8_0_R16] = 16;
+            t->regroup[NBL_TYPE_Q4_0] = t->regroup[NBL_TYPE_Q8_0] = 1;
             t->tile[NBL_TYPE_Q2_K] = t2_q2_K;
             t->tile[NBL_TYPE_Q3_K] = t2_q3_K;
             t->tile[NBL_TYPE_Q4_K] = t2_q4_K;
@@ -1358,6 +1455,7 @@ const nbl_kernels *nbl_kernels_avx2(void) {
                 t->pack_off[packs[i].ty] = (uint8_t)packs[i].off;
             }
             t->gemm = gemm_avx2;
+            t->pack_r16 = pk2_r16;
             nbl_kernels_fill(t);
         }
         avx2_ok = ok;
@@ -1404,6 +1502,7 @@ const nbl_kernels *nbl_kernels_avx512(void) {
                 t->pack_off[packs[i].ty] = packs[i].min ? 0 : 128;
             }
             t->gemm = gemm_vnni;
+            t->pack_r16 = pk_r16;
             nbl_kernels_fill(t);
         }
         avx512_ok = ok;

@@ -142,6 +142,9 @@ typedef struct nbl_kernels {
     int8_t pack_blk[NBL_TYPE_COUNT], pack_min[NBL_TYPE_COUNT];
     uint8_t pack_off[NBL_TYPE_COUNT];
     nbl_gemm_fn gemm;
+    /* The panel pack[base] makes of rows 8*half .. 8*half+7 of a whole regrouped group (the same
+     * bytes), or NULL: the packed path then puts the rows back in the base layout first. */
+    void (*pack_r16)(uint32_t rtype, int64_t K, const uint8_t *group, int32_t half, uint8_t *panel);
     nbl_mm_fn mm[NBL_TYPE_COUNT];             /* NULL: the packed path or tiles */
     /* 1: weights of this base type run faster regrouped (repack.c), so models loaded for this
      * table are; the regrouped type's tile must then be the table's own. */

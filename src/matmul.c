@@ -140,11 +140,15 @@ static void mm_packed(void *ctx, int32_t ith, int32_t nth) {
         const int32_t nr = (int32_t)(j->M - r0 < NBL_PANEL_ROWS ? j->M - r0 : NBL_PANEL_ROWS);
         const uint32_t base = nbl_layout_base(j->wtype);
         const uint8_t *rows = j->W + (size_t)r0 * j->bw;
-        if (base != j->wtype) { /* regrouped for decode: the panel packer reads base rows */
-            nbl_r16_rows(j->wtype, j->W, j->M, j->K, r0, nr, panel + j->panel_only);
-            rows = panel + j->panel_only;
+        if (base != j->wtype && kt->pack_r16 && r0 + NBL_PANEL_ROWS <= j->M / 16 * 16) {
+            kt->pack_r16(j->wtype, j->K, j->W + (size_t)(r0 / 16 * 16) * j->bw, (int32_t)(r0 % 16 / 8), panel);
+        } else {
+            if (base != j->wtype) { /* regrouped for decode: the panel packer reads base rows */
+                nbl_r16_rows(j->wtype, j->W, j->M, j->K, r0, nr, panel + j->panel_only);
+                rows = panel + j->panel_only;
+            }
+            kt->pack[base](j->K, rows, j->bw, nr, panel);
         }
-        kt->pack[base](j->K, rows, j->bw, nr, panel);
         float *y = j->Y + r0;
         kt->gemm(panel, j->K, kt->pack_blk[base], kt->pack_min[base], kt->pack_off[base], j->xtype, j->xq, j->bx,
                  (int32_t)j->T, y, j->ldy, nr);

@@ -336,6 +336,22 @@ static void test_regroup(void) {
                 }
                 CHECK(worst <= 2e-5, "%s %s regrouped M=%lld K=%lld: relative error %.3g vs the reference (bound 2e-5)",
                       kt->name, nbl_type_traits_get(bt)->name, (long long)M, (long long)K, worst);
+                /* The packed prefill path: a half group's panel, byte for byte the base rows' */
+                if (kt->pack_r16 && kt->pack[bt] && kt->pack_blk[bt] == 32 && !kt->pack_min[bt]) {
+                    const size_t pbytes = nbl_panel_bytes(K, 32, 0);
+                    uint8_t *pa = malloc(pbytes), *pr = malloc(pbytes);
+                    int same_panel = 1;
+                    for (int64_t r = 0; r + 8 <= M16; r += 8) {
+                        memset(pa, 0x55, pbytes);
+                        memset(pr, 0xAA, pbytes);
+                        kt->pack[bt](K, w + (size_t)r * bw, bw, 8, pa);
+                        kt->pack_r16(rt, K, wr + (size_t)(r / 16 * 16) * bw, (int32_t)(r % 16 / 8), pr);
+                        same_panel &= !memcmp(pa, pr, pbytes);
+                    }
+                    CHECK(same_panel, "%s %s M=%lld K=%lld: a regrouped half group packs to the base rows' panel", kt->name,
+                          nbl_type_traits_get(bt)->name, (long long)M, (long long)K);
+                    free(pa), free(pr);
+                }
                 free(kx);
             }
             free(wf), free(x), free(yref), free(y), free(w), free(wr), free(back), free(xq), free(mag);
