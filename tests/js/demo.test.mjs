@@ -188,6 +188,9 @@ test('install: progress with MB, MB/s and time left; cancel deletes; pause and r
   assert.match(await page.textContent('#model-status'), /Downloading the model: \d+%/);
   await shot('02-install-progress');
 
+  // Pause keeps whole stored chunks only (a chunk is written all or nothing): wait for the first
+  // one, which on a loaded machine can come well after the first progress report.
+  for (let i = 0; i < 600 && !(await call(() => nblDemo.installer.storedBytes())); i++) await new Promise((r) => setTimeout(r, 50));
   await page.click('[data-action="pause"]');
   await waitFor(() => nblDemo.installer.state.phase === 'paused');
   const paused = await call(() => nblDemo.installer.state.bytes);
