@@ -155,21 +155,44 @@ AI_TA static inline void amx_post(__m512 acc[16], const int32_t (*c)[16], const 
         acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[r])), d), _mm512_set1_ps(w[r]), acc[r]);
 }
 
-/* Block bb's product into tile C (from tiles 4 = A and 5 = B), stored to cb[C]; nothing past
- * the last block. Tile numbers must be constants. */
+/* Block bb's product into tile C, stored to cb[C]; nothing past the last block. A (tile 4) from
+ * ta + bb * ta_step, rows ta_stride apart; B (tile 5) from tb + bb * tb_step, 64 bytes a row.
+ * Tile numbers must be constants. */
 #define AMX_BLOCK(C, bb)                                                         \
     do {                                                                         \
         if ((bb) < nb) {                                                         \
-            _tile_loadd(4, ar + ab * (size_t)(bb), as);                          \
-            _tile_loadd(5, xg + (size_t)(bb) * 512, 64);                         \
+            _tile_loadd(4, ta + ta_step * (size_t)(bb), ta_stride);              \
+            _tile_loadd(5, tb + tb_step * (size_t)(bb), 64);                     \
             _tile_zero(C);                                                       \
             _tile_dpbssd(C, 4, 5);                                               \
             _tile_stored(C, cb[C], 64);                                          \
         }                                                                        \
     } while (0)
+/* acc[r] += block bb's sums (cb[C]) * pv[bb * 16 + lane] * ps[bb * ps_step + r] */
 #define AMX_POST(C, bb)                                                          \
     do {                                                                         \
-        if ((bb) < nb) amx_post(acc, cb[C], dxg + (size_t)(bb) * 16, swr + (size_t)(bb) * RB); \
+        if ((bb) < nb) amx_post(acc, cb[C], pv + (size_t)(bb) * 16, ps + (size_t)(bb) * ps_step); \
+    } while (0)
+/* Every block through the ring of C tiles 0-3: block b is scaled three blocks after its
+ * product was issued. With pf set, pf_bytes at pf are prefetched a slice per 4 blocks. */
+#define AMX_RING(pf, pf_step, pf_bytes)                                          \
+    do {                                                                         \
+        AMX_BLOCK(0, 0);                                                         \
+        AMX_BLOCK(1, 1);                                                         \
+        AMX_BLOCK(2, 2);                                                         \
+        for (int64_t b = 0; b < nb; b += 4) {                                    \
+            if (pf)                                                              \
+                for (size_t o = (size_t)b * (pf_step); o < (size_t)(b + 4) * (pf_step) && o < (pf_bytes); o += 64) \
+                    _mm_prefetch((const char *)(pf) + o, _MM_HINT_T1);           \
+            AMX_BLOCK(3, b + 3);                                                 \
+            AMX_POST(0, b);                                                      \
+            AMX_BLOCK(0, b + 4);                                                 \
+            AMX_POST(1, b + 1);                                                  \
+            AMX_BLOCK(1, b + 5);                                                 \
+            AMX_POST(2, b + 2);                                                  \
+            AMX_BLOCK(2, b + 6);                                                 \
+            AMX_POST(3, b + 3);                                                  \
+        }                                                                        \
     } while (0)
 
 /* 16 weight rows x 16 tokens at a time, the float sums in registers. A vector load right after a
@@ -201,28 +224,15 @@ TA static void amx_rows(void *ctx, int32_t ith, int32_t nth) {
             for (int rh = 0; rh < 2; rh++) {
                 const int64_t rb = r0 + 16 * rh;
                 if (rb >= j->M) break;
-                const int8_t *ar = a0 + (size_t)16 * rh * as;
-                const float *swr = sw + 16 * rh;
+                /* A: the weight rows; B: the tokens; scaled by the tokens' and rows' scales */
+                const int8_t *ta = a0 + (size_t)16 * rh * as;
+                const size_t ta_stride = as, ta_step = ab, tb_step = 512, ps_step = RB;
+                const uint8_t *tb = xg;
+                const float *pv = dxg, *ps = sw + 16 * rh;
                 __m512 acc[16];
                 for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
-                const int pf_here = g == 0 && rh == 0 && pf;
-                AMX_BLOCK(0, 0);
-                AMX_BLOCK(1, 1);
-                AMX_BLOCK(2, 2);
-                for (int64_t b = 0; b < nb; b += 4) {
-                    /* the next chunk's weights, a slice per 4 blocks of the first pass */
-                    if (pf_here)
-                        for (size_t o = (size_t)b * pf_step; o < (size_t)(b + 4) * pf_step && o < pf_bytes; o += 64)
-                            _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
-                    AMX_BLOCK(3, b + 3);
-                    AMX_POST(0, b);
-                    AMX_BLOCK(0, b + 4);
-                    AMX_POST(1, b + 1);
-                    AMX_BLOCK(1, b + 5);
-                    AMX_POST(2, b + 2);
-                    AMX_BLOCK(2, b + 6);
-                    AMX_POST(3, b + 3);
-                }
+                /* the next chunk's weights, during the first pass */
+                AMX_RING(g == 0 && rh == 0 ? pf : NULL, pf_step, pf_bytes);
                 /* acc[row][token] -> Y[token][row], inside M and T only. */
                 const int nr = (int)(j->M - rb < 16 ? j->M - rb : 16);
                 const __mmask16 mk = (__mmask16)((1u << nr) - 1);
@@ -264,21 +274,6 @@ static void amx_relayout_rows(void *ctx, int32_t ith, int32_t nth) {
         }
 }
 
-#define AMX_BLOCK_R(C, bb)                                                       \
-    do {                                                                         \
-        if ((bb) < nb) {                                                         \
-            _tile_loadd(4, xg + 32 * (size_t)(bb), K);                           \
-            _tile_loadd(5, wb + wstep * (size_t)(bb), 64);                       \
-            _tile_zero(C);                                                       \
-            _tile_dpbssd(C, 4, 5);                                               \
-            _tile_stored(C, cb[C], 64);                                          \
-        }                                                                        \
-    } while (0)
-#define AMX_POST_R(C, bb)                                                        \
-    do {                                                                         \
-        if ((bb) < nb) amx_post(acc, cb[C], sw + 16 * (size_t)(bb), dxg + (size_t)(bb) * 16); \
-    } while (0)
-
 TA static void amx_rows_r16(void *ctx, int32_t ith, int32_t nth) {
     amx_job *j = ctx;
     const int64_t K = j->K, nb = j->nb, n_groups = j->M / 16;
@@ -308,26 +303,14 @@ TA static void amx_rows_r16(void *ctx, int32_t ith, int32_t nth) {
         const uint8_t *pf = q + nth < n_groups ? grp + (size_t)nth * gbytes : NULL;
         const size_t pf_step = (gbytes / (size_t)nb + 63) & ~(size_t)63;
         for (int64_t g = 0; g < j->G; g++) {
-            const uint8_t *xg = j->xv + (size_t)g * 16 * (size_t)K;
-            const float *dxg = j->dx + (size_t)g * nb * 16;
+            /* A: the tokens (row-major); B: the weights; scaled by the rows' and tokens' scales */
+            const int8_t *ta = (const int8_t *)(j->xv + (size_t)g * 16 * (size_t)K);
+            const size_t ta_stride = (size_t)K, ta_step = 32, tb_step = wstep, ps_step = 16;
+            const uint8_t *tb = wb;
+            const float *pv = sw, *ps = j->dx + (size_t)g * nb * 16;
             __m512 acc[16];
             for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
-            AMX_BLOCK_R(0, 0);
-            AMX_BLOCK_R(1, 1);
-            AMX_BLOCK_R(2, 2);
-            for (int64_t b = 0; b < nb; b += 4) {
-                if (g == 0 && pf)
-                    for (size_t o = (size_t)b * pf_step; o < (size_t)(b + 4) * pf_step && o < gbytes; o += 64)
-                        _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
-                AMX_BLOCK_R(3, b + 3);
-                AMX_POST_R(0, b);
-                AMX_BLOCK_R(0, b + 4);
-                AMX_POST_R(1, b + 1);
-                AMX_BLOCK_R(1, b + 5);
-                AMX_POST_R(2, b + 2);
-                AMX_BLOCK_R(2, b + 6);
-                AMX_POST_R(3, b + 3);
-            }
+            AMX_RING(g == 0 ? pf : NULL, pf_step, gbytes);
             const __m512 bias = j->bias ? _mm512_loadu_ps(j->bias + 16 * q) : _mm512_setzero_ps();
             for (int t = 0; t < 16 && g * 16 + t < j->T; t++)
                 _mm512_storeu_ps(j->Y + (size_t)(g * 16 + t) * j->ldy + 16 * q, _mm512_add_ps(acc[t], bias));
