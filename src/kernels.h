@@ -143,7 +143,7 @@ typedef struct nbl_kernels {
     uint8_t pack_off[NBL_TYPE_COUNT];
     nbl_gemm_fn gemm;
     /* The panel pack[base] makes of rows 8*half .. 8*half+7 of a whole regrouped group (the same
-     * bytes), or NULL: the packed path then puts the rows back in the base layout first. */
+     * bytes), or NULL: regrouped weights then take the tiles for prefill too. */
     void (*pack_r16)(uint32_t rtype, int64_t K, const uint8_t *group, int32_t half, uint8_t *panel);
     nbl_mm_fn mm[NBL_TYPE_COUNT];             /* NULL: the packed path or tiles */
     /* 1: weights of this base type run faster regrouped (repack.c), so models loaded for this
@@ -177,8 +177,6 @@ uint32_t nbl_layout_base(uint32_t type);
 int32_t nbl_layout_r16(uint32_t base);
 /* M rows of K elements in the base layout (src) -> the regrouped layout (dst, same size). */
 void nbl_r16_pack(uint32_t rtype, const uint8_t *src, int64_t M, int64_t K, uint8_t *dst);
-/* Rows r0 .. r0+n-1 of a regrouped matrix W (M rows of K) back in the base layout, to out. */
-void nbl_r16_rows(uint32_t rtype, const uint8_t *W, int64_t M, int64_t K, int64_t r0, int64_t n, uint8_t *out);
 /* Block b of row r (0..15) of a whole group, in the base layout. */
 void nbl_r16_block(uint32_t rtype, const uint8_t *group, int64_t b, int32_t r, uint8_t *blk);
 

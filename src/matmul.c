@@ -72,8 +72,8 @@ typedef struct mm_job {
     int64_t ldy;
     const float *bias;
     int64_t rows_per_chunk, n_chunks, cols_per_block;
-    uint8_t *panels;  /* packed path: one panel per thread (then, for a regrouped type, its rows) */
-    size_t panel_bytes, panel_only;
+    uint8_t *panels;  /* packed path: one panel per thread */
+    size_t panel_bytes;
     atomic_long next;
 } mm_job;
 
@@ -139,16 +139,11 @@ static void mm_packed(void *ctx, int32_t ith, int32_t nth) {
         const int64_t r0 = p * NBL_PANEL_ROWS;
         const int32_t nr = (int32_t)(j->M - r0 < NBL_PANEL_ROWS ? j->M - r0 : NBL_PANEL_ROWS);
         const uint32_t base = nbl_layout_base(j->wtype);
-        const uint8_t *rows = j->W + (size_t)r0 * j->bw;
-        if (base != j->wtype && kt->pack_r16 && r0 + NBL_PANEL_ROWS <= j->M / 16 * 16) {
+        /* a regrouped matrix: half groups, then its last M % 16 rows, which are base rows */
+        if (base != j->wtype && r0 < j->M / 16 * 16)
             kt->pack_r16(j->wtype, j->K, j->W + (size_t)(r0 / 16 * 16) * j->bw, (int32_t)(r0 % 16 / 8), panel);
-        } else {
-            if (base != j->wtype) { /* regrouped for decode: the panel packer reads base rows */
-                nbl_r16_rows(j->wtype, j->W, j->M, j->K, r0, nr, panel + j->panel_only);
-                rows = panel + j->panel_only;
-            }
-            kt->pack[base](j->K, rows, j->bw, nr, panel);
-        }
+        else
+            kt->pack[base](j->K, j->W + (size_t)r0 * j->bw, j->bw, nr, panel);
         float *y = j->Y + r0;
         kt->gemm(panel, j->K, kt->pack_blk[base], kt->pack_min[base], kt->pack_off[base], j->xtype, j->xq, j->bx,
                  (int32_t)j->T, y, j->ldy, nr);
@@ -202,12 +197,9 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     const int32_t nth = nbl_threadpool_size(tp);
     /* K is a multiple of the weight block (checked above), which is all a whole product needs. */
     const int whole = T >= j.kt->mm_min_t && j.kt->mm[wtype];
-    const int packed = !whole && T >= PACK_MIN_T && j.kt->pack[base] && j.kt->gemm &&
-                       K % j.kt->pack_blk[base] == 0;
-    if (packed) {
-        j.panel_only = (nbl_panel_bytes(K, j.kt->pack_blk[base], j.kt->pack_min[base]) + 63) & ~(size_t)63;
-        j.panel_bytes = j.panel_only + (base != wtype ? ((size_t)NBL_PANEL_ROWS * j.bw + 63) & ~(size_t)63 : 0);
-    }
+    const int packed = !whole && T >= PACK_MIN_T && j.kt->pack[base] && (base == wtype || j.kt->pack_r16) &&
+                       j.kt->gemm && K % j.kt->pack_blk[base] == 0;
+    if (packed) j.panel_bytes = (nbl_panel_bytes(K, j.kt->pack_blk[base], j.kt->pack_min[base]) + 63) & ~(size_t)63;
     const size_t xbytes = (j.bx * (size_t)T + 63) & ~(size_t)63;
     const size_t need = xbytes + (whole ? j.kt->mm_scratch(K, T, nth) : j.panel_bytes * (size_t)nth);
     void *heap = NULL;

@@ -60,23 +60,6 @@ static void r16_group(uint32_t rtype, const uint8_t *rows, size_t bw, int64_t nb
     }
 }
 
-void nbl_r16_rows(uint32_t rtype, const uint8_t *W, int64_t M, int64_t K, int64_t r0, int64_t n, uint8_t *out) {
-    int bs, qb;
-    r16_sizes(rtype, &bs, &qb);
-    const int64_t nb = K / 32, M16 = M / 16 * 16;
-    const size_t bw = (size_t)nb * (size_t)bs;
-    for (int64_t i = 0; i < n; i++) {
-        const int64_t r = r0 + i;
-        uint8_t *o = out + (size_t)i * bw;
-        if (r >= M16) {
-            memcpy(o, W + (size_t)r * bw, bw);
-            continue;
-        }
-        const uint8_t *group = W + (size_t)(r / 16) * 16 * bw;
-        for (int64_t b = 0; b < nb; b++) nbl_r16_block(rtype, group, b, (int32_t)(r % 16), o + (size_t)b * (size_t)bs);
-    }
-}
-
 void nbl_r16_pack(uint32_t rtype, const uint8_t *src, int64_t M, int64_t K, uint8_t *dst) {
     int bs, qb;
     r16_sizes(rtype, &bs, &qb);
