@@ -342,7 +342,7 @@ static void test_regroup(void) {
                 CHECK(worst <= 2e-5, "%s %s regrouped M=%lld K=%lld: relative error %.3g vs the reference (bound 2e-5)",
                       kt->name, nbl_type_traits_get(bt)->name, (long long)M, (long long)K, worst);
                 /* The packed prefill path: a half group's panel, byte for byte the base rows' */
-                if (kt->pack_r16 && kt->pack[bt] && kt->pack_blk[bt] == 32 && !kt->pack_min[bt]) {
+                if (M16 && kt->pack_r16 && kt->pack[bt] && kt->pack_blk[bt] == 32 && !kt->pack_min[bt]) {
                     const size_t pbytes = nbl_panel_bytes(K, 32, 0);
                     uint8_t *pa = malloc(pbytes), *pr = malloc(pbytes);
                     int same_panel = 1;
