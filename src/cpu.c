@@ -98,17 +98,21 @@ static void kv_store(const step *st) {
 static uint32_t cpu_type(const nbl_weight *w) { return w->cpu_data ? w->cpu_type : w->type; }
 static const void *cpu_data(const nbl_weight *w) { return w->cpu_data ? w->cpu_data : w->data; }
 
-/* Rows of the file's layout, which stays next to a regrouped copy. */
+/* Rows in the CPU's layout: the file's, or the embedding's own regrouped bytes where the output
+ * head it is tied to was regrouped in place. */
 static nbl_status embed(const step *st, nbl_error *err) {
     const nbl_weight *w = st->op->w;
+    const uint32_t type = cpu_type(w);
+    const uint8_t *data = cpu_data(w);
     const uint64_t row = nbl_row_bytes(w->type, w->ne0);
     for (int32_t t = 0; t < st->T; t++) {
         const int32_t id = st->tokens[t];
         if (id < 0 || id >= w->ne1)
             return nbl_set_err(err, NBL_E_ARG, "eval: token id %d is outside the vocabulary [0, %lld)",
                                id, (long long)w->ne1);
-        nbl_dequant_row(w->type, (const uint8_t *)w->data + (uint64_t)id * row,
-                        st->s->buf[st->op->dst] + (size_t)t * w->ne0, w->ne0);
+        float *dst = st->s->buf[st->op->dst] + (size_t)t * w->ne0;
+        if (type != w->type) nbl_r16_dequant_row(type, data, w->ne1, w->ne0, id, dst);
+        else nbl_dequant_row(w->type, data + (uint64_t)id * row, dst, w->ne0);
     }
     return NBL_OK;
 }

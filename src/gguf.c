@@ -474,6 +474,8 @@ static void free_priv(priv *pv) {
     pv->map = NULL;
 }
 
+int nbl_gguf_mapped(const nbl_gguf *g) { return g && ((const gguf_full *)g)->p.map != NULL; }
+
 void nbl_gguf_drop_pages(nbl_gguf *g, const void *p, size_t len) {
     if (!g || !p) return;
     const priv *pv = &((gguf_full *)g)->p;

@@ -179,6 +179,10 @@ int32_t nbl_layout_r16(uint32_t base);
 void nbl_r16_pack(uint32_t rtype, const uint8_t *src, int64_t M, int64_t K, uint8_t *dst);
 /* Block b of row r (0..15) of a whole group, in the base layout. */
 void nbl_r16_block(uint32_t rtype, const uint8_t *group, int64_t b, int32_t r, uint8_t *blk);
+/* nbl_r16_pack within the rows' own memory, a group at a time through scratch (16 rows' bytes). */
+void nbl_r16_pack_inplace(uint32_t rtype, uint8_t *rows, int64_t M, int64_t K, uint8_t *scratch);
+/* Row r of a regrouped matrix of M rows, dequantized (K floats). */
+void nbl_r16_dequant_row(uint32_t rtype, const uint8_t *data, int64_t M, int64_t K, int64_t r, float *dst);
 
 /* Every table is complete: entries an ISA does not speed up are copied from the reference. */
 const nbl_kernels *nbl_kernels_ref(void);

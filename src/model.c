@@ -406,6 +406,49 @@ static void regroup_part(void *ctx, int32_t ith, int32_t nth) {
     if (r1 > r0) nbl_r16_pack(j->rtype, j->src + (size_t)r0 * j->bw, r1 - r0, j->K, j->dst + (size_t)r0 * j->bw);
 }
 
+typedef struct inplace_job {
+    uint8_t *rows, *scratch; /* scratch: 16 rows per thread */
+    uint32_t rtype;
+    int64_t K, groups;
+    size_t bw;
+} inplace_job;
+
+static void inplace_part(void *ctx, int32_t ith, int32_t nth) {
+    const inplace_job *j = ctx;
+    const int64_t g0 = j->groups * ith / nth, g1 = j->groups * (ith + 1) / nth;
+    if (g1 > g0)
+        nbl_r16_pack_inplace(j->rtype, j->rows + (size_t)(16 * g0) * j->bw, 16 * (g1 - g0), j->K,
+                             j->scratch + (size_t)ith * 16 * j->bw);
+}
+
+/* The weights ws[0..n) (NULL: skipped) regrouped where they are. The embedding tied to the
+ * output head shares its bytes, so it is marked regrouped too (embed reads either layout). */
+static void regroup_in_place(nbl_model *m, struct nbl_threadpool *tp, nbl_weight **ws, int32_t n) {
+    size_t max_bw = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (ws[i]) {
+            const size_t bw = (size_t)nbl_row_bytes(ws[i]->type, ws[i]->ne0);
+            if (bw > max_bw) max_bw = bw;
+        }
+    /* all the scratch first: a weight is either regrouped whole or left as it is */
+    uint8_t *scratch = max_bw ? malloc((size_t)nbl_threadpool_size(tp) * 16 * max_bw) : NULL;
+    if (!scratch) return;
+    for (int32_t i = 0; i < n; i++) {
+        nbl_weight *w = ws[i];
+        if (!w) continue;
+        const uint32_t rt = (uint32_t)nbl_layout_r16(w->type);
+        inplace_job j = {(uint8_t *)w->data, scratch, rt, w->ne0, w->ne1 / 16, (size_t)nbl_row_bytes(w->type, w->ne0)};
+        nbl_threadpool_run(tp, inplace_part, &j);
+        w->cpu_data = w->data;
+        w->cpu_type = rt;
+        if (m->tok_embd.data == w->data) {
+            m->tok_embd.cpu_data = w->data;
+            m->tok_embd.cpu_type = rt;
+        }
+    }
+    free(scratch);
+}
+
 void nbl_model_set_regroup(nbl_model *m, int32_t mode) {
     if (m) m->regroup = mode;
 }
@@ -430,12 +473,19 @@ void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp) {
     size_t total = 0;
     for (int32_t i = 0; i < n; i++) {
         nbl_weight *w = ws[i];
-        if (!(w->name && w->data && w->ne1 >= 16 && nbl_layout_r16(w->type) >= 0 && kt->regroup[w->type])) {
+        int shared = 0; /* the same bytes bound twice: regrouped once */
+        for (int32_t k = 0; k < i && !shared; k++) shared = ws[k] && ws[k]->data == w->data;
+        if (shared || !(w->name && w->data && w->ne1 >= 16 && nbl_layout_r16(w->type) >= 0 && kt->regroup[w->type])) {
             ws[i] = NULL;
             continue;
         }
         const size_t bw = (size_t)nbl_row_bytes(w->type, w->ne0);
         total += (bw * (size_t)w->ne1 + 63) & ~(size_t)63;
+    }
+    if (m->regroup == NBL_REGROUP_INPLACE && !nbl_gguf_mapped(m->gguf)) {
+        if (total) regroup_in_place(m, tp, ws, n);
+        free(ws);
+        return;
     }
     void *buf = NULL;
     if (!total || posix_memalign(&buf, 2u << 20, total) != 0) {

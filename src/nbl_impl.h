@@ -221,6 +221,8 @@ void nbl_gguf_free(nbl_gguf *g);
 /* Hints that the whole pages of [p, p+len) inside g's own file mapping are not needed for now:
  * they leave memory and come back from the file if read again. Anything else is left alone. */
 void nbl_gguf_drop_pages(nbl_gguf *g, const void *p, size_t len);
+/* 1 when g's bytes are a read-only mapping of its file (nbl_gguf_open_file). */
+int nbl_gguf_mapped(const nbl_gguf *g);
 
 const nbl_gguf_kv *nbl_gguf_find(const nbl_gguf *g, const char *key);
 const nbl_gguf_tensor *nbl_gguf_find_tensor(const nbl_gguf *g, const char *name);
@@ -489,8 +491,10 @@ struct nbl_model {
  * copies the weights simply stay as they are. */
 void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp);
 /* Whether nbl_model_cpu_layout may regroup: into a copy (the default; a file's pages are
- * released as they are copied) or not at all. Before the first session. */
-enum { NBL_REGROUP_COPY = 0, NBL_REGROUP_NONE = 1 };
+ * released as they are copied), not at all, or in the weights' own memory (a buffer the caller
+ * handed over and never reads as a file again: no second copy of the weights; a memory-mapped
+ * file is copied instead). Before the first session. */
+enum { NBL_REGROUP_COPY = 0, NBL_REGROUP_NONE = 1, NBL_REGROUP_INPLACE = 2 };
 void nbl_model_set_regroup(nbl_model *m, int32_t mode);
 
 const nbl_vocab *nbl_model_vocab(const nbl_model *m);

@@ -68,3 +68,32 @@ void nbl_r16_pack(uint32_t rtype, const uint8_t *src, int64_t M, int64_t K, uint
     for (int64_t r = 0; r < M16; r += 16) r16_group(rtype, src + (size_t)r * bw, bw, nb, dst + (size_t)r * bw);
     if (M > M16) memcpy(dst + (size_t)M16 * bw, src + (size_t)M16 * bw, (size_t)(M - M16) * bw);
 }
+
+void nbl_r16_pack_inplace(uint32_t rtype, uint8_t *rows, int64_t M, int64_t K, uint8_t *scratch) {
+    int bs, qb;
+    r16_sizes(rtype, &bs, &qb);
+    const int64_t nb = K / 32;
+    const size_t bw = (size_t)nb * (size_t)bs;
+    for (int64_t r = 0; r + 16 <= M; r += 16) {
+        memcpy(scratch, rows + (size_t)r * bw, 16 * bw);
+        r16_group(rtype, scratch, bw, nb, rows + (size_t)r * bw);
+    }
+}
+
+void nbl_r16_dequant_row(uint32_t rtype, const uint8_t *data, int64_t M, int64_t K, int64_t r, float *dst) {
+    int bs, qb;
+    r16_sizes(rtype, &bs, &qb);
+    const uint32_t base = nbl_layout_base(rtype);
+    const int64_t nb = K / 32;
+    const size_t bw = (size_t)nb * (size_t)bs;
+    if (r >= M / 16 * 16) {
+        nbl_dequant_row(base, data + (size_t)r * bw, dst, K);
+        return;
+    }
+    const uint8_t *g = data + (size_t)(r / 16 * 16) * bw;
+    uint8_t blk[34];
+    for (int64_t b = 0; b < nb; b++) {
+        nbl_r16_block(rtype, g, b, (int32_t)(r % 16), blk);
+        nbl_dequant_row(base, blk, dst + 32 * b, 32);
+    }
+}

@@ -235,6 +235,14 @@ static nblw_model *own_model(nbl_status st, nbl_model *m, void *bytes) {
     }
     w->m = m;
     w->bytes = bytes;
+    /* The CPU builds regroup the weights in the bytes they own (nothing reads them as a file
+     * again), where a copy would halve the largest model that fits in wasm memory. The WebGPU
+     * build keeps the file's layout: its plan may still upload weights from these bytes. */
+#if defined(NBL_WASM_GPU)
+    nbl_model_set_regroup(m, NBL_REGROUP_NONE);
+#else
+    nbl_model_set_regroup(m, NBL_REGROUP_INPLACE);
+#endif
     return w;
 }
 

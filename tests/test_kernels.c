@@ -297,6 +297,24 @@ static void test_regroup(void) {
             CHECK(!memcmp(back, w, bw * M), "%s M=%lld K=%lld: regrouped rows come back unchanged",
                   nbl_type_traits_get(bt)->name, (long long)M, (long long)K);
             CHECK(M16 == 0 || memcmp(wr, w, bw * (size_t)M16), "%s: regrouping moves the bytes", nbl_type_traits_get(bt)->name);
+            /* in the rows' own memory: the same bytes as into another buffer */
+            uint8_t *inpl = malloc(bw * M), *scratch = malloc(16 * bw);
+            memcpy(inpl, w, bw * M);
+            nbl_r16_pack_inplace(rt, inpl, M, K, scratch);
+            CHECK(!memcmp(inpl, wr, bw * M), "%s M=%lld K=%lld: regrouping in place makes nbl_r16_pack's bytes",
+                  nbl_type_traits_get(bt)->name, (long long)M, (long long)K);
+            /* any row, dequantized from the regrouped bytes, is the base row's values */
+            int rows_same = 1;
+            float *d0 = malloc(sizeof(float) * K), *d1 = malloc(sizeof(float) * K);
+            for (int64_t r = 0; r < M; r++) {
+                nbl_dequant_row(bt, w + (size_t)r * bw, d0, K);
+                for (int64_t i = 0; i < K; i++) d1[i] = -1234.5f;
+                nbl_r16_dequant_row(rt, wr, M, K, r, d1);
+                for (int64_t i = 0; i < K; i++) rows_same &= !memcmp(&d0[i], &d1[i], sizeof(float)) || (isnan(d0[i]) && isnan(d1[i]));
+            }
+            CHECK(rows_same, "%s M=%lld K=%lld: rows dequantized from the regrouped layout are the base rows'",
+                  nbl_type_traits_get(bt)->name, (long long)M, (long long)K);
+            free(inpl), free(scratch), free(d0), free(d1);
             const nbl_kernels *ref = nbl_kernels_ref();
             for (int64_t t = 0; t < T; t++) ref->from_f32[xt](x + t * K, xq + t * bx, K);
             ref->tile[bt](K, w, bw, (int32_t)M, xq, bx, (int32_t)T, yref, M);
