@@ -1,8 +1,9 @@
 /* cpu_wasm.c — WebAssembly SIMD128 kernels (compiled only under __wasm_simd128__): integer block
  * dot products for every weight type on ggml's activation blocks (i16x8 dot products of
  * sign-extended bytes, as baseline SIMD128 has no 8-bit dot; built with -DNBL_WASM_RELAXED,
- * relaxed SIMD's 8-bit dot product instead), f16 conversion in integer ops, and the elementwise
- * helpers. Anywhere else this file only says the table is absent. */
+ * relaxed SIMD's 8-bit dot product instead, and regrouped Q4_0 / Q8_0 tiles: src/repack.c), f16
+ * conversion in integer ops, and the elementwise helpers. Anywhere else this file only says the
+ * table is absent. */
 #include "kernels.h"
 
 #if defined(__wasm_simd128__)
