@@ -98,8 +98,7 @@ static void kv_store(const step *st) {
 static uint32_t cpu_type(const nbl_weight *w) { return w->cpu_data ? w->cpu_type : w->type; }
 static const void *cpu_data(const nbl_weight *w) { return w->cpu_data ? w->cpu_data : w->data; }
 
-/* Rows in the CPU's layout: the file's, or the embedding's own regrouped bytes where the output
- * head it is tied to was regrouped in place. */
+/* Rows in the CPU's layout: the file's, or the regrouped one of the output head it is tied to. */
 static nbl_status embed(const step *st, nbl_error *err) {
     const nbl_weight *w = st->op->w;
     const uint32_t type = cpu_type(w);

@@ -421,9 +421,8 @@ static void inplace_part(void *ctx, int32_t ith, int32_t nth) {
                              j->scratch + (size_t)ith * 16 * j->bw);
 }
 
-/* The weights ws[0..n) (NULL: skipped) regrouped where they are. The embedding tied to the
- * output head shares its bytes, so it is marked regrouped too (embed reads either layout). */
-static void regroup_in_place(nbl_model *m, struct nbl_threadpool *tp, nbl_weight **ws, int32_t n) {
+/* The weights ws[0..n) (NULL: skipped) regrouped where they are. */
+static void regroup_in_place(struct nbl_threadpool *tp, nbl_weight **ws, int32_t n) {
     size_t max_bw = 0;
     for (int32_t i = 0; i < n; i++)
         if (ws[i]) {
@@ -441,12 +440,24 @@ static void regroup_in_place(nbl_model *m, struct nbl_threadpool *tp, nbl_weight
         nbl_threadpool_run(tp, inplace_part, &j);
         w->cpu_data = w->data;
         w->cpu_type = rt;
-        if (m->tok_embd.data == w->data) {
-            m->tok_embd.cpu_data = w->data;
-            m->tok_embd.cpu_type = rt;
-        }
     }
     free(scratch);
+}
+
+/* Weights bound to the same bytes as a regrouped one (the embedding tied to the output head, or
+ * a tensor bound twice) read its regrouped layout too: in place their own bytes were changed,
+ * and a copy spares the file's released pages. */
+static void share_layout(nbl_model *m, nbl_weight **all, int32_t n) {
+    for (int32_t i = 0; i <= n; i++) {
+        nbl_weight *x = i < n ? all[i] : &m->tok_embd;
+        for (int32_t k = 0; k < n && !x->cpu_data; k++) {
+            const nbl_weight *y = all[k];
+            if (y->cpu_data && y->data == x->data && y->type == x->type && y->ne0 == x->ne0 && y->ne1 == x->ne1) {
+                x->cpu_data = y->cpu_data;
+                x->cpu_type = y->cpu_type;
+            }
+        }
+    }
 }
 
 void nbl_model_set_regroup(nbl_model *m, int32_t mode) {
@@ -459,10 +470,11 @@ void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp) {
     const char *env = getenv("NBL_REGROUP");
     if (m->regroup == NBL_REGROUP_NONE || (env && !strcmp(env, "0"))) return;
     const nbl_kernels *kt = nbl_kernels_best();
-    nbl_weight **ws = malloc((1 + 7 * (size_t)m->hp.n_layer) * sizeof *ws);
+    const size_t n_max = 1 + 7 * (size_t)m->hp.n_layer;
+    nbl_weight **ws = malloc(2 * n_max * sizeof *ws), **all = ws + n_max;
     if (!ws) return;
-    /* The matrices products read: the output head (often the embedding's tensor, which the
-     * embedding lookup keeps reading in the file's layout) and the layers'. */
+    /* The matrices products read: the output head (often the embedding's tensor, which then
+     * shares its layout: share_layout) and the layers'. */
     int32_t n = 0;
     ws[n++] = &m->output;
     for (int32_t i = 0; i < m->hp.n_layer; i++) {
@@ -470,6 +482,7 @@ void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp) {
         nbl_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (int k = 0; k < 7; k++) ws[n++] = lw[k];
     }
+    memcpy(all, ws, (size_t)n * sizeof *ws);
     size_t total = 0;
     for (int32_t i = 0; i < n; i++) {
         nbl_weight *w = ws[i];
@@ -483,7 +496,8 @@ void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp) {
         total += (bw * (size_t)w->ne1 + 63) & ~(size_t)63;
     }
     if (m->regroup == NBL_REGROUP_INPLACE && !nbl_gguf_mapped(m->gguf)) {
-        if (total) regroup_in_place(m, tp, ws, n);
+        if (total) regroup_in_place(tp, ws, n);
+        share_layout(m, all, n);
         free(ws);
         return;
     }
@@ -515,6 +529,7 @@ void nbl_model_cpu_layout(nbl_model *m, struct nbl_threadpool *tp) {
         p += (bw * (size_t)w->ne1 + 63) & ~(size_t)63;
         w->cpu_type = rt;
     }
+    share_layout(m, all, n);
     free(ws);
     m->cpu_owned = buf;
 }
