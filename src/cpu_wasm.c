@@ -541,6 +541,19 @@ ALWAYS_INLINE int r16_special(v128_t spec) { return wasm_v128_any_true(wasm_u16x
         }                                                                                          \
     } while (0)
 
+/* F(chunk, P, N, lane) for the 8 chunks of a Q8_0 block, whose activation bytes are lane of
+ * x0 / n[0] (chunks 0-3) or x1 / n[1] (4-7), as x_prep makes them (a shuffle lane must be a
+ * constant). */
+#define R16_Q8_EACH(F)                                                                             \
+    F(0, x0, n[0], 0);                                                                             \
+    F(1, x0, n[0], 1);                                                                             \
+    F(2, x0, n[0], 2);                                                                             \
+    F(3, x0, n[0], 3);                                                                             \
+    F(4, x1, n[1], 0);                                                                             \
+    F(5, x1, n[1], 1);                                                                             \
+    F(6, x1, n[1], 2);                                                                             \
+    F(7, x1, n[1], 3)
+
 /* Decode: one activation row, the whole group's 16 rows, each group-block once. a[L] and e[L]
  * are two accumulators per quad (low / high nibbles, or positive / negative activations), so
  * no chain of dots is longer than a block's 4 (Q4_0) or 8 (Q8_0) chunks. */
@@ -564,14 +577,7 @@ ALWAYS_INLINE void r16_dec(const int Q8, int64_t K, const uint8_t *w, const wx_b
             v128_t x0, x1, n[2];
             x_prep(W_Q8_0, xb, &x0, &x1, n);
             for (int L = 0; L < 4; L++) a[L] = e[L] = zero;
-            R16_Q8_CHUNK(0, x0, n[0], 0);
-            R16_Q8_CHUNK(1, x0, n[0], 1);
-            R16_Q8_CHUNK(2, x0, n[0], 2);
-            R16_Q8_CHUNK(3, x0, n[0], 3);
-            R16_Q8_CHUNK(4, x1, n[1], 0);
-            R16_Q8_CHUNK(5, x1, n[1], 1);
-            R16_Q8_CHUNK(6, x1, n[1], 2);
-            R16_Q8_CHUNK(7, x1, n[1], 3);
+            R16_Q8_EACH(R16_Q8_CHUNK);
             for (int L = 0; L < 4; L++) e[L] = wasm_i32x4_sub(zero, e[L]);
         }
         v128_t s[4];
@@ -623,14 +629,7 @@ ALWAYS_INLINE void r16_cols(const int Q8, const int NC, int64_t K, const uint8_t
 #define R16_Q8_COL(k, P, N, lane)                                                                  \
     t0 = RDOT(v[k], wasm_i32x4_shuffle(P, P, lane, lane, lane, lane), t0);                         \
     t1 = RDOT(v[k], wasm_i32x4_shuffle(N, N, lane, lane, lane, lane), t1)
-                    R16_Q8_COL(0, x0, n[0], 0);
-                    R16_Q8_COL(1, x0, n[0], 1);
-                    R16_Q8_COL(2, x0, n[0], 2);
-                    R16_Q8_COL(3, x0, n[0], 3);
-                    R16_Q8_COL(4, x1, n[1], 0);
-                    R16_Q8_COL(5, x1, n[1], 1);
-                    R16_Q8_COL(6, x1, n[1], 2);
-                    R16_Q8_COL(7, x1, n[1], 3);
+                    R16_Q8_EACH(R16_Q8_COL);
 #undef R16_Q8_COL
                     t1 = wasm_i32x4_sub(zero, t1);
                 }
