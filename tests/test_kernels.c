@@ -265,7 +265,7 @@ static void test_special_scales(void) {
  * with infinite or NaN scales in a group. */
 static void test_regroup(void) {
     static const uint32_t BASES[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0};
-    static const int64_t SH[][2] = {{35, 896}, {16, 64}, {48, 800}, {9, 256}}; /* M, K */
+    static const int64_t SH[][2] = {{35, 896}, {16, 64}, {48, 800}, {9, 256}, {83, 512}, {64, 96}}; /* M, K */
     for (size_t bi = 0; bi < 2; bi++)
         for (size_t si = 0; si < sizeof SH / sizeof SH[0]; si++) {
             const uint32_t bt = BASES[bi], rt = (uint32_t)nbl_layout_r16(bt), xt = NBL_TYPE_Q8_0;
@@ -280,11 +280,11 @@ static void test_regroup(void) {
                 for (int64_t i = 0; i < K; i++) wf[i] = rnd_act() * 0.05f;
                 nbl_quant_row(bt, wf, w + r * bw, K, NULL);
             }
-            if (si == 0) { /* group 1: an infinite scale in row 3's block 2, a NaN in row 17's last */
+            if (si == 0 || si == 4) { /* an infinite scale in row 3's block 2, a NaN in row 17's (or 50's) last */
                 const size_t bs = nbl_type_traits_get(bt)->type_size;
                 const uint16_t inf = 0x7C00, nan = 0x7E00;
                 memcpy(w + 3 * bw + 2 * bs, &inf, 2);
-                memcpy(w + 17 * bw + (size_t)(K / 32 - 1) * bs, &nan, 2);
+                memcpy(w + (si ? 50 : 17) * bw + (size_t)(K / 32 - 1) * bs, &nan, 2);
             }
             for (int64_t i = 0; i < T * K; i++) x[i] = rnd_act();
             nbl_r16_pack(rt, w, M, K, wr);
@@ -339,15 +339,17 @@ static void test_regroup(void) {
                     CHECK(!kt->regroup[bt], "%s asks for regrouped %s without a tile for it", kt->name, nbl_type_traits_get(bt)->name);
                     continue;
                 }
-                CHECK(kt->tile_m[rt] == 16, "%s: a regrouped tile takes whole groups (tile_m %d)", kt->name, kt->tile_m[rt]);
+                /* several groups a tile (decode takes them in turn): every count up to tile_m / 16 */
+                const int64_t tm = kt->tile_m[rt];
+                CHECK(tm >= 16 && tm % 16 == 0, "%s: a regrouped tile takes whole groups (tile_m %d)", kt->name, kt->tile_m[rt]);
                 const size_t kbx = kt->x_bytes[xt] ? (size_t)(K / 32) * (size_t)kt->x_bytes[xt] : bx;
                 uint8_t *kx = malloc(kbx * T);
                 for (int64_t t = 0; t < T; t++) kt->from_f32[xt](x + t * K, kx + t * kbx, K);
                 double worst = 0;
                 for (int32_t nc = 1; nc <= kt->tile_n[rt] && nc <= T; nc++) {
                     for (int64_t i = 0; i < M * T; i++) y[i] = NAN;
-                    for (int64_t r = 0; r < M; r += 16)
-                        kt->tile[rt](K, wr + (size_t)r * bw, bw, (int32_t)(M - r < 16 ? M - r : 16), kx, kbx, nc, y + r, M);
+                    for (int64_t r = 0; r < M; r += tm)
+                        kt->tile[rt](K, wr + (size_t)r * bw, bw, (int32_t)(M - r < tm ? M - r : tm), kx, kbx, nc, y + r, M);
                     for (int32_t c = 0; c < nc; c++)
                         for (int64_t r = 0; r < M; r++) {
                             const double a = y[c * M + r], b = yref[c * M + r];
