@@ -571,6 +571,10 @@ ALWAYS_INLINE void r16_dec(const int Q8, const int S, int64_t K, const uint8_t *
         for (int L = 0; L < 4; L++) acc[s][L] = zero;
     for (int64_t b = 0; b < nb; b++) {
         const wx_block *xb = xr + b;
+        /* unrolled: each load instruction then reads one group at a constant stride, which the
+         * core's stride prefetcher follows (from memory Q4_0 +9 %, Q8_0 +16 %; the accumulators
+         * leave linear memory) */
+#pragma clang loop unroll(full)
         for (int s = 0; s < S; s++) {
             const uint8_t *g = w + (size_t)s * gbytes + (size_t)b * GB, *q = g + 32;
             v128_t a[4], e[4];
