@@ -132,7 +132,7 @@ typedef struct nbl_kernels {
     nbl_from_f32_fn from_f32[NBL_TYPE_COUNT]; /* indexed by vec-dot type; NULL: use ref */
     int32_t x_bytes[NBL_TYPE_COUNT];
     nbl_tile_fn tile[NBL_TYPE_COUNT];         /* indexed by weight type; NULL: use ref */
-    int8_t tile_m[NBL_TYPE_COUNT], tile_n[NBL_TYPE_COUNT];
+    int16_t tile_m[NBL_TYPE_COUNT], tile_n[NBL_TYPE_COUNT];
     /* Decode (one activation row) walks a chunk of rows as this many interleaved streams, tile by
      * tile from each in turn (0 or 1: in order). For a core that cannot prefetch (wasm), more
      * streams keep more of the hardware prefetcher's lines in flight. */

@@ -265,7 +265,7 @@ static void test_special_scales(void) {
  * with infinite or NaN scales in a group. */
 static void test_regroup(void) {
     static const uint32_t BASES[] = {NBL_TYPE_Q4_0, NBL_TYPE_Q8_0};
-    static const int64_t SH[][2] = {{35, 896}, {16, 64}, {48, 800}, {9, 256}, {83, 512}, {64, 96}}; /* M, K */
+    static const int64_t SH[][2] = {{35, 896}, {16, 64}, {48, 800}, {9, 256}, {83, 512}, {64, 96}, {136, 64}, {115, 96}, {100, 32}}; /* M, K */
     for (size_t bi = 0; bi < 2; bi++)
         for (size_t si = 0; si < sizeof SH / sizeof SH[0]; si++) {
             const uint32_t bt = BASES[bi], rt = (uint32_t)nbl_layout_r16(bt), xt = NBL_TYPE_Q8_0;
