@@ -100,6 +100,10 @@ typedef struct {
     const float *s16, *s32;
 } xrow;
 
+/* Two floats into the low half: a row's scales are 4-byte aligned only (the rows' bytes need not
+ * be a multiple of 8), so not through a double. */
+AI __m128 load2f(const float *p) { return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)p)); }
+
 AI xrow xrow_q8(const uint8_t *x, int64_t K) {
     const int64_t nb = K / 32;
     xrow r;
@@ -441,7 +445,7 @@ T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size
         const int64_t b = 2 * p;
         const __m512i xv = _mm512_loadu_si512((const void *)(xr.qs + 32 * b));
         const __m512i init = pair_init(&xr, b, O, SH);
-        const __m128 dxp = _mm_castpd_ps(_mm_load_sd((const double *)(xr.d + b)));
+        const __m128 dxp = load2f(xr.d + b);
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const uint8_t *b0 = w + (size_t)r * bw + (size_t)b * BS, *b1 = b0 + BS;
@@ -454,7 +458,7 @@ T5 AI void tile64_t(const int D, const int NR, int64_t K, const uint8_t *w, size
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P), sc, acc[r]);
             if (MIN) {
                 const uint32_t m2 = (uint32_t)ld16(b0 + 2) | ((uint32_t)ld16(b1 + 2) << 16);
-                const __m128 sp = _mm_castpd_ps(_mm_load_sd((const double *)(xr.s + b)));
+                const __m128 sp = load2f(xr.s + b);
                 accm[r] = _mm_fmadd_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)m2)), sp, accm[r]);
             }
         }
@@ -503,7 +507,7 @@ T5 AI void tile64_4s_t(const int D, int64_t K, const uint8_t *w, size_t bw, cons
         const __m128i h = _mm_setr_epi16((short)ld16(b0), (short)ld16(b1), (short)ld16(b2), (short)ld16(b3),
                                          (short)ld16(b0 + BS), (short)ld16(b1 + BS), (short)ld16(b2 + BS), (short)ld16(b3 + BS));
         const __m256 dw = _mm256_cvtph_ps(h);
-        const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)(xr.d + b)))), dsel);
+        const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(load2f(xr.d + b)), dsel);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S), _mm256_mul_ps(dw, dx), acc);
     }
     float t[8], tail[4] = {0, 0, 0, 0};
