@@ -233,11 +233,11 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
      * 4 chunks per thread decode Q4_0 3-4 % faster than 8 (Qwen2.5-0.5B, 2 threads). */
     const int64_t per_thread = base != wtype && T == 1 ? 4 : 8;
     int64_t rpc = (M + (int64_t)nth * per_thread - 1) / ((int64_t)nth * per_thread);
-    if (T > 1 && rpc > 4 * tm) rpc = 4 * tm;
     /* Chunks start on a row a tile may start on: any group of 16 for a regrouped layout, whose
      * tiles may take several groups (a chunk's last tile fewer). So 2 threads share an 896-row
-     * matrix as 8 chunks of 7 groups, not 7 chunks of 2 tiles of 64 rows (4 chunks against 3). */
+     * matrix as 8 chunks of 7 groups, not 7 chunks of one 128-row tile (4 chunks against 3). */
     const int64_t ra = base != wtype && tm % 16 == 0 ? 16 : tm;
+    if (T > 1 && rpc > 4 * ra) rpc = 4 * ra; /* prefill: the chunk's weights stay in L2 */
     rpc = (rpc + ra - 1) / ra * ra;
     if (rpc < ra) rpc = ra;
     j.rows_per_chunk = rpc;
