@@ -480,13 +480,13 @@ MAKE_TILE32(wt_iq4_nl, W_IQ4)
  * A group-block holds 16 rows' fp16 scales, then chunks of 64 bytes with 4 quant bytes of each
  * row: 16 bytes of a chunk are 4 rows' lanes, so one relaxed dot with 4 activation bytes splat
  * to every lane advances 4 rows, and no lanes are summed; the 16 scales are two loads. Decode
- * reads the group-blocks as one sequential stream, which the hardware prefetchers follow
- * without touches (Chromium, from memory: touches ahead only slowed it). Per block and row the
- * arithmetic is the scalar reference's (an exact integer dot, times h2f(d) * d_x, added in block
- * order), so the results are its bits; a group with an infinite or NaN scale, which the
- * h16_float shortcut does not convert, is redone by r16_exact. Q4_0 nibbles are the dot's 7-bit
- * operand (the offset is -8 sum(x), the init); Q8_0 quants are signed, so the activations'
- * positive and negative parts are. */
+ * reads each group's blocks as one sequential stream and several groups at once (r16_dec),
+ * which the hardware prefetchers follow without touches (Chromium, from memory: touches ahead
+ * only slowed it). Per block and row the arithmetic is the scalar reference's (an exact integer
+ * dot, times h2f(d) * d_x, added in block order), so the results are its bits; a group with an
+ * infinite or NaN scale, which the h16_float shortcut does not convert, is redone by r16_exact.
+ * Q4_0 nibbles are the dot's 7-bit operand (the offset is -8 sum(x), the init); Q8_0 quants are
+ * signed, so the activations' positive and negative parts are. */
 #if RELAXED
 /* The group's 16 rows times one activation row, block by block in the scalar reference's order. */
 static void r16_exact(const int Q8, int64_t K, const uint8_t *w, const wx_block *xr, float *y) {
@@ -1172,7 +1172,9 @@ const nbl_kernels *nbl_kernels_wasm(void) {
         t->tile_m[NBL_TYPE_Q4_0_R16] = t->tile_m[NBL_TYPE_Q8_0_R16] = 16 * R16_DEC_GROUPS;
         t->regroup[NBL_TYPE_Q4_0] = t->regroup[NBL_TYPE_Q8_0] = 1;
 #endif
-        /* two streams: Chromium, one thread, from memory, Q4_0 +10-18 %, Q8_0 +3-5 % */
+        /* two streams: Chromium, one thread, from memory, Q4_0 +10-18 %, Q8_0 +3-5 % (the base
+         * layouts' tiles; a regrouped tile streams its 8 groups itself, and 1, 2 or 4 measured
+         * the same there) */
         t->dec_streams = 2;
         t->rmsnorm = w_rmsnorm;
         t->silu_mul = w_silu_mul;

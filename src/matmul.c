@@ -236,7 +236,7 @@ nbl_status nbl_matmul_bias(nbl_threadpool *tp, uint32_t wtype, const void *W, co
     /* Chunks start on a row a tile may start on: any group of 16 for a regrouped layout, whose
      * tiles may take several groups (a chunk's last tile fewer). So 2 threads share an 896-row
      * matrix as 8 chunks of 7 groups, not 7 chunks of one 128-row tile (4 chunks against 3). */
-    const int64_t ra = base != wtype && tm % 16 == 0 ? 16 : tm;
+    const int64_t ra = base != wtype ? 16 : tm;
     if (T > 1 && rpc > 4 * ra) rpc = 4 * ra; /* prefill: the chunk's weights stay in L2 */
     rpc = (rpc + ra - 1) / ra * ra;
     if (rpc < ra) rpc = ra;
